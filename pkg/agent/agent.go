@@ -1,0 +1,205 @@
+// Package agent executes a plan inside an injected pod: it authenticates as
+// the pod, fetches every ExternalSecret of the plan and writes each key as a
+// file, atomically, into the pod's in-memory volume.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/vault"
+	"github.com/keyhook/keyhook/pkg/plan"
+)
+
+// Config of one agent run.
+type Config struct {
+	// Plan to execute.
+	Plan *plan.Plan
+	// Root prefixes every path of the plan. "" in a pod; a temporary
+	// directory when the agent runs outside one (tests, the demo).
+	Root string
+	// Deadline bounds the whole run, retries included.
+	Deadline time.Duration
+	// Getenv reads the agent's environment (token env vars).
+	Getenv func(string) string
+	// Log receives one line per event; never a value.
+	Log func(format string, args ...any)
+	// NewProvider builds a provider for a store; nil means the real ones.
+	NewProvider func(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error)
+}
+
+// Run executes the plan. Transient failures are retried with backoff and
+// jitter until the deadline; permanent ones (not found, access denied, an
+// invalid reference) fail at once, since the kubelet restarts the init
+// container anyway. The error names the ExternalSecret, the key and the cause.
+func Run(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+	defer cancel()
+	if cfg.NewProvider == nil {
+		cfg.NewProvider = NewProvider
+	}
+	// One provider per distinct store: one login however many keys it serves.
+	providers := map[string]fetch.Provider{}
+	for _, s := range cfg.Plan.Secrets {
+		storeKey, err := json.Marshal(s.Store)
+		if err != nil {
+			return fmt.Errorf("ExternalSecret %s: %w", s.Name, err)
+		}
+		var data map[string][]byte
+		err = retry(ctx, func() error {
+			p, ok := providers[string(storeKey)]
+			if !ok {
+				var err error
+				if p, err = cfg.NewProvider(ctx, s.Store, cfg); err != nil {
+					return fmt.Errorf("%s %s: %w", s.Store.Kind, s.Store.Name, err)
+				}
+				providers[string(storeKey)] = p
+			}
+			var err error
+			data, err = fetch.Resolve(ctx, p, s.Data, s.DataFrom)
+			return err
+		}, func(err error, wait time.Duration) {
+			cfg.Log("ExternalSecret %s: %v; retrying in %s", s.Name, err, wait.Round(time.Millisecond))
+		})
+		if err != nil {
+			return fmt.Errorf("ExternalSecret %s: %w", s.Name, err)
+		}
+		dir := filepath.Join(cfg.Root, s.Dir)
+		if err := writeFiles(dir, data, os.FileMode(cfg.Plan.FileMode)); err != nil {
+			return fmt.Errorf("ExternalSecret %s: %w", s.Name, err)
+		}
+		cfg.Log("ExternalSecret %s: wrote %s to %s", s.Name, keyList(data), s.Dir)
+	}
+	return nil
+}
+
+// NewProvider builds the real provider for a store of the plan.
+func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error) {
+	v := store.Vault
+	if v == nil {
+		return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
+	}
+	vc := vault.Config{Server: v.Server, Mount: v.Path, KVVersion: v.KVVersion, Namespace: v.Namespace, CABundle: []byte(v.CABundle)}
+	switch {
+	case v.Kubernetes != nil:
+		jwt, err := os.ReadFile(filepath.Join(cfg.Root, v.Kubernetes.TokenPath))
+		if err != nil {
+			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
+		}
+		vc.Kubernetes = &vault.KubernetesAuth{MountPath: v.Kubernetes.MountPath, Role: v.Kubernetes.Role, JWT: strings.TrimSpace(string(jwt))}
+	case v.TokenEnv != "":
+		vc.Token = strings.TrimSpace(cfg.Getenv(v.TokenEnv))
+		if vc.Token == "" {
+			return nil, fmt.Errorf("environment variable %s (the store's token Secret) is empty: %w", v.TokenEnv, fetch.ErrInvalid)
+		}
+	}
+	return vault.New(ctx, vc)
+}
+
+func retry(ctx context.Context, op func() error, onRetry func(error, time.Duration)) error {
+	const (
+		first = 200 * time.Millisecond
+		most  = 5 * time.Second
+	)
+	wait := first
+	for {
+		err := op()
+		if err == nil || fetch.Permanent(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("gave up at the deadline: %w", err)
+		}
+		// Full jitter keeps a fleet of pods from retrying in step.
+		d := wait/2 + rand.N(wait/2+1)
+		onRetry(err, d)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up at the deadline: %w", err)
+		case <-time.After(d):
+		}
+		wait = min(2*wait, most)
+	}
+}
+
+// writeFiles writes each key to dir/key with mode, atomically: a reader sees
+// the old file or the new one, never a partial write.
+func writeFiles(dir string, data map[string][]byte, mode os.FileMode) error {
+	dirMode := os.FileMode(0o700)
+	if mode&0o040 != 0 {
+		dirMode = 0o750
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, dirMode); err != nil {
+		return fmt.Errorf("setting the mode of %s: %w", dir, err)
+	}
+	for _, k := range sortedKeys(data) {
+		if !plan.ValidFileName(k) {
+			return fmt.Errorf("key %q is not a valid file name", k)
+		}
+		if err := writeFile(filepath.Join(dir, k), data[k], mode); err != nil {
+			return fmt.Errorf("key %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, value []byte, mode os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return fmt.Errorf("creating a temporary file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("setting the file mode: %w", err)
+	}
+	if _, err = f.Write(value); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("syncing: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("closing: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("renaming into place: %w", err)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func keyList(m map[string][]byte) string {
+	keys := sortedKeys(m)
+	if len(keys) == 1 {
+		return "1 key (" + keys[0] + ")"
+	}
+	return fmt.Sprintf("%d keys (%s)", len(keys), strings.Join(keys, ", "))
+}
+
+// ErrNoPlan is returned when the agent's environment holds no plan.
+var ErrNoPlan = errors.New("no plan: $" + plan.EnvVar + " is empty; the keyhook webhook sets it when it injects a pod")

@@ -1,0 +1,206 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretStoreKind is the kind of store an ExternalSecret refers to.
+// +kubebuilder:validation:Enum=SecretStore;ClusterSecretStore
+type SecretStoreKind string
+
+const (
+	// SecretStoreKindNamespaced refers to a SecretStore in the ExternalSecret's namespace.
+	SecretStoreKindNamespaced SecretStoreKind = "SecretStore"
+	// SecretStoreKindCluster refers to a ClusterSecretStore.
+	SecretStoreKindCluster SecretStoreKind = "ClusterSecretStore"
+)
+
+// SecretStoreRef names the store an ExternalSecret reads from.
+type SecretStoreRef struct {
+	// Name of the store.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+
+	// Kind of the store.
+	// +kubebuilder:default=SecretStore
+	// +optional
+	Kind SecretStoreKind `json:"kind,omitempty"`
+}
+
+// RemoteRef points at one secret in the provider.
+type RemoteRef struct {
+	// Key is the path of the secret in the provider, relative to the store's
+	// mount (for Vault: "app/db" reads secret/data/app/db on KV v2).
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+
+	// Property selects one field of a JSON secret (for Vault, one field of the
+	// KV secret); nested fields are addressed with dots ("db.password"). Empty
+	// means the whole secret: for Vault, its fields encoded as a JSON object.
+	// +optional
+	Property string `json:"property,omitempty"`
+
+	// Version of the secret to read. Empty means the current one.
+	// For Vault KV v2, a version number.
+	// +kubebuilder:validation:Pattern=`^[0-9]*$`
+	// +optional
+	Version string `json:"version,omitempty"`
+}
+
+// ExternalSecretData maps one remote value to one key of the target.
+type ExternalSecretData struct {
+	// SecretKey is the key in the target Secret and the file name in the
+	// pod's secret directory.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	SecretKey string `json:"secretKey"`
+
+	// RemoteRef is the value to read.
+	RemoteRef RemoteRef `json:"remoteRef"`
+}
+
+// ExternalSecretExtract expands every field of one remote secret into keys.
+type ExternalSecretExtract struct {
+	// Key is the path of the secret in the provider.
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+
+	// Property selects a nested object to expand instead of the whole secret.
+	// +optional
+	Property string `json:"property,omitempty"`
+
+	// Version of the secret to read. Empty means the current one.
+	// +kubebuilder:validation:Pattern=`^[0-9]*$`
+	// +optional
+	Version string `json:"version,omitempty"`
+}
+
+// ExternalSecretDataFrom reads many keys at once.
+type ExternalSecretDataFrom struct {
+	// Extract expands the fields of one remote secret into keys.
+	// +optional
+	Extract *ExternalSecretExtract `json:"extract,omitempty"`
+}
+
+// CreationPolicy says how the target Secret is owned.
+// +kubebuilder:validation:Enum=Owner;Orphan;Merge;None
+type CreationPolicy string
+
+const (
+	// CreationPolicyOwner creates the Secret with an owner reference to the ExternalSecret.
+	CreationPolicyOwner CreationPolicy = "Owner"
+	// CreationPolicyOrphan creates the Secret without an owner reference.
+	CreationPolicyOrphan CreationPolicy = "Orphan"
+	// CreationPolicyMerge writes only keyhook's keys into an existing Secret.
+	CreationPolicyMerge CreationPolicy = "Merge"
+	// CreationPolicyNone creates no Secret: the data reaches injected pods only.
+	CreationPolicyNone CreationPolicy = "None"
+)
+
+// DeletionPolicy says what happens to the target Secret when the remote data is gone.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRetain keeps the Secret.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyDelete deletes the Secret.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// ExternalSecretTarget describes the Secret that keyhook materialises.
+type ExternalSecretTarget struct {
+	// Name of the Secret. Defaults to the ExternalSecret's name.
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// CreationPolicy says how the Secret is owned.
+	// +kubebuilder:default=Owner
+	// +optional
+	CreationPolicy CreationPolicy `json:"creationPolicy,omitempty"`
+
+	// DeletionPolicy says what happens to the Secret when the remote data is gone.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// ExternalSecretSpec says what to fetch and where it goes.
+// +kubebuilder:validation:XValidation:rule="has(self.data) || has(self.dataFrom)",message="set data or dataFrom: an ExternalSecret must read at least one value"
+type ExternalSecretSpec struct {
+	// SecretStoreRef names the store to read from.
+	SecretStoreRef SecretStoreRef `json:"secretStoreRef"`
+
+	// RefreshInterval is how often the data is read again. 0 reads it once.
+	// +kubebuilder:default="1h"
+	// +optional
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+
+	// Target describes the Secret keyhook materialises.
+	// +optional
+	Target ExternalSecretTarget `json:"target,omitempty"`
+
+	// Data maps remote values to keys, one by one.
+	// +listType=map
+	// +listMapKey=secretKey
+	// +optional
+	Data []ExternalSecretData `json:"data,omitempty"`
+
+	// DataFrom reads many keys at once.
+	// +optional
+	DataFrom []ExternalSecretDataFrom `json:"dataFrom,omitempty"`
+}
+
+// ExternalSecretConditionType is a condition type of an ExternalSecret.
+const (
+	// ConditionReady is true when the target holds the current data.
+	ConditionReady = "Ready"
+)
+
+// ExternalSecretStatus reports the last sync.
+type ExternalSecretStatus struct {
+	// Conditions of the ExternalSecret.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// RefreshTime is when the data was last read.
+	// +optional
+	RefreshTime *metav1.Time `json:"refreshTime,omitempty"`
+
+	// SyncedResourceVersion is the generation of the spec last synced.
+	// +optional
+	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=keyhook,shortName=es
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.secretStoreRef.name`
+// +kubebuilder:printcolumn:name="Refresh",type=string,JSONPath=`.spec.refreshInterval`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// ExternalSecret says which secrets to fetch from a store and where they go:
+// into pods that inject it, and into a Kubernetes Secret.
+type ExternalSecret struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ExternalSecretSpec   `json:"spec"`
+	Status ExternalSecretStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ExternalSecretList is a list of ExternalSecrets.
+type ExternalSecretList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ExternalSecret `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ExternalSecret{}, &ExternalSecretList{})
+}

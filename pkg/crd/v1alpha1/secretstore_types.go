@@ -1,0 +1,197 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretStoreSpec says how to reach a provider and how to authenticate to it.
+type SecretStoreSpec struct {
+	// Provider configures the one secret manager this store reads from.
+	Provider SecretStoreProvider `json:"provider"`
+
+	// Conditions restrict which namespaces may use a ClusterSecretStore.
+	// A store with no conditions admits every namespace. Ignored on a
+	// namespaced SecretStore, which only its own namespace can use.
+	// +optional
+	Conditions []ClusterSecretStoreCondition `json:"conditions,omitempty"`
+}
+
+// SecretStoreProvider holds exactly one provider configuration.
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
+type SecretStoreProvider struct {
+	// Vault reads from HashiCorp Vault or OpenBao KV secrets engines.
+	// +optional
+	Vault *VaultProvider `json:"vault,omitempty"`
+}
+
+// VaultKVVersion is the version of a Vault KV secrets engine.
+// +kubebuilder:validation:Enum=v1;v2
+type VaultKVVersion string
+
+const (
+	// VaultKVv1 is the unversioned KV secrets engine.
+	VaultKVv1 VaultKVVersion = "v1"
+	// VaultKVv2 is the versioned KV secrets engine.
+	VaultKVv2 VaultKVVersion = "v2"
+)
+
+// VaultProvider configures a Vault (or OpenBao) server and KV mount.
+type VaultProvider struct {
+	// Server is the address of the Vault server, e.g. https://vault.vault:8200.
+	// +kubebuilder:validation:Pattern=`^https?://`
+	Server string `json:"server"`
+
+	// Path is the mount path of the KV secrets engine, e.g. "secret".
+	// +kubebuilder:default=secret
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// Version of the KV secrets engine mounted at Path.
+	// +kubebuilder:default=v2
+	// +optional
+	Version VaultKVVersion `json:"version,omitempty"`
+
+	// Namespace is the Vault Enterprise / OpenBao namespace to use.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// CABundle is a PEM bundle used to verify the Vault server's certificate.
+	// Empty means the system roots.
+	// +optional
+	CABundle []byte `json:"caBundle,omitempty"`
+
+	// Auth says how to authenticate to Vault.
+	Auth VaultAuth `json:"auth"`
+}
+
+// VaultAuth holds exactly one Vault authentication method.
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
+type VaultAuth struct {
+	// Kubernetes logs in with a service-account token through Vault's
+	// kubernetes auth method. Injected pods use their own identity: a
+	// projected token of the pod's service account.
+	// +optional
+	Kubernetes *VaultKubernetesAuth `json:"kubernetes,omitempty"`
+
+	// TokenSecretRef names a Secret key that holds a Vault token. Only a
+	// namespaced SecretStore can use it for injected pods, since a pod can
+	// reference Secrets of its own namespace only.
+	// +optional
+	TokenSecretRef *SecretKeySelector `json:"tokenSecretRef,omitempty"`
+}
+
+// VaultKubernetesAuth configures Vault's kubernetes auth method.
+type VaultKubernetesAuth struct {
+	// MountPath is where the kubernetes auth method is mounted.
+	// +kubebuilder:default=kubernetes
+	// +optional
+	MountPath string `json:"mountPath,omitempty"`
+
+	// Role is the Vault role to log in as.
+	// +kubebuilder:validation:MinLength=1
+	Role string `json:"role"`
+
+	// Audience of the projected service-account token presented to Vault.
+	// It must match the audience of the Vault role.
+	// +kubebuilder:default=vault
+	// +optional
+	Audience string `json:"audience,omitempty"`
+}
+
+// SecretKeySelector selects one key of a Secret.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+
+	// Namespace of the Secret; only used by a ClusterSecretStore. Defaults to
+	// the namespace of the store's user.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Key within the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
+// ClusterSecretStoreCondition admits namespaces to a ClusterSecretStore. A
+// namespace is admitted when any condition matches it; within a condition,
+// every field that is set must match.
+type ClusterSecretStoreCondition struct {
+	// NamespaceSelector matches the labels of the namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// Namespaces lists namespace names.
+	// +optional
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// NamespaceRegexes lists regular expressions matched against the whole
+	// namespace name.
+	// +optional
+	NamespaceRegexes []string `json:"namespaceRegexes,omitempty"`
+}
+
+// SecretStoreStatus reports the state of a store.
+type SecretStoreStatus struct {
+	// Conditions of the store.
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=keyhook,shortName=ss
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider.vault.server`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// SecretStore says how to reach a secret manager; only ExternalSecrets of its
+// own namespace can use it.
+type SecretStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SecretStoreSpec   `json:"spec"`
+	Status SecretStoreStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SecretStoreList is a list of SecretStores.
+type SecretStoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SecretStore `json:"items"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=keyhook,shortName=css
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider.vault.server`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// ClusterSecretStore is a SecretStore that ExternalSecrets of every namespace
+// its conditions admit can use.
+type ClusterSecretStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SecretStoreSpec   `json:"spec"`
+	Status SecretStoreStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ClusterSecretStoreList is a list of ClusterSecretStores.
+type ClusterSecretStoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterSecretStore `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SecretStore{}, &SecretStoreList{}, &ClusterSecretStore{}, &ClusterSecretStoreList{})
+}

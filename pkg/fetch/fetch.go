@@ -1,0 +1,65 @@
+// Package fetch turns what an ExternalSecret asks for into secret data. It
+// holds the one Provider interface every secret manager implements and the one
+// resolver that the init-agent and the reconciler share: property extraction,
+// dataFrom expansion and de-duplication of remote reads live here, once.
+//
+// Providers live in subpackages (pkg/fetch/vault, ...) that import this
+// package, never the other way round.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Ref names one remote secret.
+type Ref struct {
+	// Key is the provider's name or path of the secret.
+	Key string
+	// Version is provider-specific; empty means the current version.
+	Version string
+}
+
+// Provider reads secrets from one secret manager, already authenticated.
+type Provider interface {
+	// GetSecret returns the whole remote secret. Structured secrets (a Vault
+	// KV secret, a JSON string) are returned as JSON. Errors wrap ErrNotFound,
+	// ErrAccessDenied or ErrInvalid where they apply, and never contain a value.
+	GetSecret(ctx context.Context, ref Ref) ([]byte, error)
+}
+
+// Classes of provider errors. Errors that wrap none of them are transient:
+// worth retrying.
+var (
+	// ErrNotFound means the remote secret or version does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAccessDenied means the identity in use may not read the secret.
+	ErrAccessDenied = errors.New("access denied")
+	// ErrInvalid means the request can never succeed as written: a property
+	// that does not exist, a value that is not JSON, a bad version.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Permanent reports whether err will not go away by retrying.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrInvalid)
+}
+
+// KeyError attributes an error to one key of the data being resolved.
+type KeyError struct {
+	// Key is the secretKey (file name) or, for dataFrom, the remote key.
+	Key string
+	// Remote is the remote key read for it.
+	Remote string
+	Err    error
+}
+
+func (e *KeyError) Error() string {
+	if e.Key == e.Remote {
+		return fmt.Sprintf("remote key %q: %v", e.Remote, e.Err)
+	}
+	return fmt.Sprintf("key %q (remote key %q): %v", e.Key, e.Remote, e.Err)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }

@@ -1,0 +1,190 @@
+// Package vault reads secrets from the KV secrets engines of HashiCorp Vault
+// and OpenBao.
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/keyhook/keyhook/pkg/fetch"
+)
+
+// Config says how to reach one KV mount and how to authenticate.
+type Config struct {
+	// Server is the Vault address, e.g. https://vault:8200.
+	Server string
+	// Mount is the mount path of the KV engine, e.g. "secret".
+	Mount string
+	// KVVersion is 1 or 2.
+	KVVersion int
+	// Namespace is the Vault Enterprise / OpenBao namespace; empty for none.
+	Namespace string
+	// CABundle is PEM; empty means the system roots.
+	CABundle []byte
+
+	// Exactly one of the auth methods below is used.
+
+	// Token is a Vault token.
+	Token string
+	// Kubernetes logs in with a service-account JWT.
+	Kubernetes *KubernetesAuth
+}
+
+// KubernetesAuth is Vault's kubernetes auth method.
+type KubernetesAuth struct {
+	// MountPath of the auth method, e.g. "kubernetes".
+	MountPath string
+	// Role to log in as.
+	Role string
+	// JWT is the service-account token presented to Vault.
+	JWT string
+}
+
+// Provider reads one KV mount with one token: it logs in once, however many
+// secrets it then reads.
+type Provider struct {
+	client  *vaultapi.Client
+	mount   string
+	version int
+}
+
+var _ fetch.Provider = (*Provider)(nil)
+
+// New returns a Provider logged in to Vault. The environment of the process
+// (VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, ...) is ignored on purpose:
+// only the store's configuration decides where secrets come from.
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	if cfg.KVVersion != 1 && cfg.KVVersion != 2 {
+		return nil, fmt.Errorf("KV version %d is not 1 or 2: %w", cfg.KVVersion, fetch.ErrInvalid)
+	}
+	vc := vaultapi.DefaultConfig()
+	if vc.Error != nil {
+		return nil, fmt.Errorf("vault client config: %w", vc.Error)
+	}
+	vc.Address = cfg.Server
+	transport, ok := vc.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("vault client has an unexpected transport")
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(cfg.CABundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(cfg.CABundle) {
+			return nil, fmt.Errorf("caBundle holds no PEM certificate: %w", fetch.ErrInvalid)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	transport.TLSClientConfig = tlsCfg
+
+	client, err := vaultapi.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client for %s: %w", cfg.Server, err)
+	}
+	client.ClearToken()
+	client.ClearNamespace()
+	if cfg.Namespace != "" {
+		client.SetNamespace(cfg.Namespace)
+	}
+
+	switch {
+	case cfg.Kubernetes != nil:
+		k := cfg.Kubernetes
+		path := "auth/" + strings.Trim(k.MountPath, "/") + "/login"
+		secret, err := client.Logical().WriteWithContext(ctx, path, map[string]any{"role": k.Role, "jwt": k.JWT})
+		if err != nil {
+			return nil, fmt.Errorf("vault login at %s as role %q: %w", path, k.Role, classify(err))
+		}
+		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
+			return nil, fmt.Errorf("vault login at %s as role %q returned no token", path, k.Role)
+		}
+		client.SetToken(secret.Auth.ClientToken)
+	case cfg.Token != "":
+		client.SetToken(cfg.Token)
+	default:
+		return nil, fmt.Errorf("no vault auth configured: %w", fetch.ErrInvalid)
+	}
+	return &Provider{client: client, mount: strings.Trim(cfg.Mount, "/"), version: cfg.KVVersion}, nil
+}
+
+// GetSecret returns the fields of the KV secret at ref.Key as a JSON object.
+func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
+	var (
+		s   *vaultapi.KVSecret
+		err error
+	)
+	key := strings.Trim(ref.Key, "/")
+	switch {
+	case p.version == 1 && ref.Version != "":
+		return nil, fmt.Errorf("version %q requested but mount %q is KV v1, which has no versions: %w", ref.Version, p.mount, fetch.ErrInvalid)
+	case p.version == 1:
+		s, err = p.client.KVv1(p.mount).Get(ctx, key)
+	case ref.Version != "":
+		v, convErr := strconv.Atoi(ref.Version)
+		if convErr != nil || v < 1 {
+			return nil, fmt.Errorf("version %q is not a positive number: %w", ref.Version, fetch.ErrInvalid)
+		}
+		s, err = p.client.KVv2(p.mount).GetVersion(ctx, key, v)
+	default:
+		s, err = p.client.KVv2(p.mount).Get(ctx, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/%s: %w", p.mount, key, classify(err))
+	}
+	if s == nil || s.Data == nil {
+		return nil, fmt.Errorf("reading %s/%s: %w", p.mount, key, fetch.ErrNotFound)
+	}
+	b, err := json.Marshal(s.Data)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s/%s: %w", p.mount, key, fetch.ErrInvalid)
+	}
+	return b, nil
+}
+
+// CurrentVersion returns the current version of a KV v2 secret from its
+// metadata, without reading its value.
+func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, error) {
+	if p.version != 2 {
+		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, fetch.ErrInvalid)
+	}
+	key = strings.Trim(key, "/")
+	m, err := p.client.KVv2(p.mount).GetMetadata(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("reading metadata of %s/%s: %w", p.mount, key, classify(err))
+	}
+	return strconv.Itoa(m.CurrentVersion), nil
+}
+
+// classify maps Vault errors onto fetch's error classes with a message that
+// says what Vault said, never a response body it could not parse.
+func classify(err error) error {
+	if errors.Is(err, vaultapi.ErrSecretNotFound) {
+		return fetch.ErrNotFound
+	}
+	var re *vaultapi.ResponseError
+	if !errors.As(err, &re) {
+		return err
+	}
+	msg := fmt.Sprintf("vault answered %d", re.StatusCode)
+	if !re.RawError && len(re.Errors) > 0 {
+		msg += ": " + strings.Join(re.Errors, "; ")
+	}
+	switch {
+	case re.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s: %w", msg, fetch.ErrNotFound)
+	case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%s: %w", msg, fetch.ErrAccessDenied)
+	case re.StatusCode == http.StatusBadRequest:
+		return fmt.Errorf("%s: %w", msg, fetch.ErrInvalid)
+	default:
+		return errors.New(msg)
+	}
+}

@@ -1,0 +1,298 @@
+package mutate
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+// Names of what keyhook adds to a pod. Apply replaces anything of these names,
+// which makes it idempotent.
+const (
+	AgentContainerName = "keyhook-agent"
+	SecretsVolumeName  = "keyhook-secrets"
+	TokenVolumeName    = "keyhook-token"
+	// TokenDir is where the projected service-account tokens are mounted in
+	// the agent container only; app containers never see them.
+	TokenDir = "/var/run/secrets/keyhook.dev/serviceaccount"
+	// tokenEnvPrefix prefixes the env vars that carry Vault tokens from
+	// Secrets of the pod's namespace (secretKeyRef, never literals).
+	tokenEnvPrefix = "KEYHOOK_VAULT_TOKEN_"
+	// DefaultAgentUID is the user the agent runs as when the pod says nothing.
+	DefaultAgentUID = 65532
+	// tokenExpirationSeconds is the lifetime of the projected token: the
+	// shortest the API server allows, since the agent uses it once.
+	tokenExpirationSeconds = 600
+)
+
+// Config is the webhook-wide part of the mutation.
+type Config struct {
+	// AgentImage is the init-agent image.
+	AgentImage string
+	// AgentImagePullPolicy of the init-agent image.
+	AgentImagePullPolicy corev1.PullPolicy
+	// AgentArgs are extra arguments of the agent, e.g. its deadline.
+	AgentArgs []string
+}
+
+// DefaultAgentResources are small on purpose: the agent runs once and exits.
+func DefaultAgentResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("16Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+		},
+	}
+}
+
+// Apply returns a copy of pod with the init-agent, its volumes and the
+// read-only secret mounts of req added. Applying it to its own output yields
+// the same pod. sources are the resolved ExternalSecrets of req.Names, in order.
+func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source) (*corev1.Pod, error) {
+	out := pod.DeepCopy()
+	removeInjection(out)
+
+	for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == req.MountPath || isUnder(m.MountPath, req.MountPath) {
+				return nil, fmt.Errorf("container %q mounts volume %q at %q, which overlaps keyhook's %q; set annotation %s to a free directory",
+					c.Name, m.Name, m.MountPath, req.MountPath, annotations.MountPath)
+			}
+		}
+	}
+
+	p, tokenSources, env, err := buildPlan(out, req, sources)
+	if err != nil {
+		return nil, err
+	}
+	encoded, err := p.Encode()
+	if err != nil {
+		return nil, err
+	}
+
+	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
+		Name:         SecretsVolumeName,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
+	})
+	agentMounts := []corev1.VolumeMount{{Name: SecretsVolumeName, MountPath: req.MountPath}}
+	if len(tokenSources) > 0 {
+		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
+			Name: TokenVolumeName,
+			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources:     tokenSources,
+				DefaultMode: ptr.To[int32](0o444),
+			}},
+		})
+		agentMounts = append(agentMounts, corev1.VolumeMount{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true})
+	}
+
+	agent := corev1.Container{
+		Name:            AgentContainerName,
+		Image:           cfg.AgentImage,
+		ImagePullPolicy: cfg.AgentImagePullPolicy,
+		Args:            slices.Clone(cfg.AgentArgs),
+		Env:             append([]corev1.EnvVar{{Name: plan.EnvVar, Value: encoded}}, env...),
+		VolumeMounts:    agentMounts,
+		Resources:       DefaultAgentResources(),
+		SecurityContext: agentSecurityContext(out),
+		// The agent's one-line failure reason shows in kubectl describe.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	// First, so that the pod's own init containers can use the secrets too.
+	out.Spec.InitContainers = append([]corev1.Container{agent}, out.Spec.InitContainers...)
+
+	appMount := corev1.VolumeMount{Name: SecretsVolumeName, MountPath: req.MountPath, ReadOnly: true}
+	for i := range out.Spec.InitContainers[1:] {
+		c := &out.Spec.InitContainers[i+1]
+		c.VolumeMounts = append(c.VolumeMounts, appMount)
+	}
+	for i := range out.Spec.Containers {
+		c := &out.Spec.Containers[i]
+		c.VolumeMounts = append(c.VolumeMounts, appMount)
+	}
+
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[annotations.Status] = annotations.StatusInjected
+	return out, nil
+}
+
+// buildPlan writes the agent's plan for the pod: one directory per
+// ExternalSecret, one projected token per distinct audience, one token env
+// var per distinct token Secret.
+func buildPlan(pod *corev1.Pod, req *Request, sources []*resolve.Source) (*plan.Plan, []corev1.VolumeProjection, []corev1.EnvVar, error) {
+	p := &plan.Plan{Version: plan.Version, FileMode: 0o400}
+	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil {
+		p.FileMode = 0o440
+	}
+	var (
+		tokens    []corev1.VolumeProjection
+		audiences = map[string]string{} // audience → token path
+		env       []corev1.EnvVar
+		envByRef  = map[v1alpha1.SecretKeySelector]string{}
+	)
+	for _, src := range sources {
+		es := src.ExternalSecret
+		v := src.Store.Provider.Vault
+		version, err := kvVersion(v.Version)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s %q: %w", src.StoreKind, src.StoreName, err)
+		}
+		pv := &plan.Vault{
+			Server:    v.Server,
+			Path:      defaulted(v.Path, "secret"),
+			KVVersion: version,
+			Namespace: v.Namespace,
+			CABundle:  string(v.CABundle),
+		}
+		switch {
+		case v.Auth.Kubernetes != nil:
+			k := v.Auth.Kubernetes
+			aud := defaulted(k.Audience, "vault")
+			tokenPath, ok := audiences[aud]
+			if !ok {
+				file := "token-" + strconv.Itoa(len(tokens))
+				tokenPath = path.Join(TokenDir, file)
+				audiences[aud] = tokenPath
+				tokens = append(tokens, corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience:          aud,
+					ExpirationSeconds: ptr.To[int64](tokenExpirationSeconds),
+					Path:              file,
+				}})
+			}
+			pv.Kubernetes = &plan.VaultKubernetes{
+				MountPath: defaulted(k.MountPath, "kubernetes"),
+				Role:      k.Role,
+				TokenPath: tokenPath,
+			}
+		case v.Auth.TokenSecretRef != nil:
+			ref := *v.Auth.TokenSecretRef
+			if src.StoreKind != v1alpha1.SecretStoreKindNamespaced || (ref.Namespace != "" && ref.Namespace != es.Namespace) {
+				return nil, nil, nil, &resolve.DeniedError{Msg: fmt.Sprintf(
+					"%s %q authenticates with a token Secret, which a pod of namespace %q cannot use; injected pods authenticate as themselves: use spec.provider.vault.auth.kubernetes",
+					src.StoreKind, src.StoreName, es.Namespace)}
+			}
+			ref.Namespace = ""
+			name, ok := envByRef[ref]
+			if !ok {
+				name = tokenEnvPrefix + strconv.Itoa(len(env))
+				envByRef[ref] = name
+				env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name},
+					Key:                  ref.Key,
+				}}})
+			}
+			pv.TokenEnv = name
+		default:
+			return nil, nil, nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no Vault auth; set spec.provider.vault.auth.kubernetes", src.StoreKind, src.StoreName)}
+		}
+		p.Secrets = append(p.Secrets, plan.Secret{
+			Name:     es.Name,
+			Dir:      path.Join(req.MountPath, es.Name),
+			Store:    plan.Store{Kind: string(src.StoreKind), Name: src.StoreName, Vault: pv},
+			Data:     PlanData(es.Spec.Data),
+			DataFrom: PlanDataFrom(es.Spec.DataFrom),
+		})
+	}
+	return p, tokens, env, nil
+}
+
+// PlanData converts an ExternalSecret's data into the plan's form.
+func PlanData(in []v1alpha1.ExternalSecretData) []plan.Data {
+	out := make([]plan.Data, 0, len(in))
+	for _, d := range in {
+		out = append(out, plan.Data{SecretKey: d.SecretKey, Ref: plan.Ref{Key: d.RemoteRef.Key, Property: d.RemoteRef.Property, Version: d.RemoteRef.Version}})
+	}
+	return out
+}
+
+// PlanDataFrom converts an ExternalSecret's dataFrom into the plan's form.
+func PlanDataFrom(in []v1alpha1.ExternalSecretDataFrom) []plan.DataFrom {
+	var out []plan.DataFrom
+	for _, d := range in {
+		if d.Extract == nil {
+			continue
+		}
+		out = append(out, plan.DataFrom{Extract: plan.Ref{Key: d.Extract.Key, Property: d.Extract.Property, Version: d.Extract.Version}})
+	}
+	return out
+}
+
+func kvVersion(v v1alpha1.VaultKVVersion) (int, error) {
+	switch v {
+	case v1alpha1.VaultKVv2, "":
+		return 2, nil
+	case v1alpha1.VaultKVv1:
+		return 1, nil
+	default:
+		return 0, fmt.Errorf("spec.provider.vault.version %q is not v1 or v2", v)
+	}
+}
+
+// agentSecurityContext locks the agent down. It runs as the user of the pod
+// if the pod names one, else as the user of the first app container, so that
+// files it writes with mode 0400 are readable by the app; else as a fixed
+// non-root user.
+func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	switch {
+	case pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsUser != nil:
+		// Inherited from the pod.
+		if *pod.Spec.SecurityContext.RunAsUser == 0 {
+			// The pod runs as root on purpose; the agent still does not.
+			sc.RunAsUser = ptr.To[int64](DefaultAgentUID)
+		}
+	case len(pod.Spec.Containers) > 0 && pod.Spec.Containers[0].SecurityContext != nil &&
+		pod.Spec.Containers[0].SecurityContext.RunAsUser != nil && *pod.Spec.Containers[0].SecurityContext.RunAsUser != 0:
+		sc.RunAsUser = ptr.To(*pod.Spec.Containers[0].SecurityContext.RunAsUser)
+	default:
+		sc.RunAsUser = ptr.To[int64](DefaultAgentUID)
+	}
+	return sc
+}
+
+// removeInjection undoes an earlier Apply, so that applying again converges.
+func removeInjection(pod *corev1.Pod) {
+	pod.Spec.InitContainers = slices.DeleteFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
+	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.Name == SecretsVolumeName || v.Name == TokenVolumeName
+	})
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool {
+				return m.Name == SecretsVolumeName || m.Name == TokenVolumeName
+			})
+		}
+	}
+}
+
+func isUnder(p, dir string) bool {
+	return len(p) > len(dir) && p[len(dir)] == '/' && p[:len(dir)] == dir
+}
+
+func defaulted(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
