@@ -111,20 +111,27 @@ func retry(ctx context.Context, op func() error, onRetry func(error, time.Durati
 		most  = 5 * time.Second
 	)
 	wait := first
+	var last error
 	for {
 		err := op()
 		if err == nil || fetch.Permanent(err) {
 			return err
 		}
 		if ctx.Err() != nil {
+			// The attempt cut short by the deadline says less than the one
+			// before it ("connection refused" beats "deadline exceeded").
+			if last != nil && errors.Is(err, context.DeadlineExceeded) {
+				err = last
+			}
 			return fmt.Errorf("gave up at the deadline: %w", err)
 		}
+		last = err
 		// Full jitter keeps a fleet of pods from retrying in step.
 		d := wait/2 + rand.N(wait/2+1)
 		onRetry(err, d)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("gave up at the deadline: %w", err)
+			return fmt.Errorf("gave up at the deadline: %w", last)
 		case <-time.After(d):
 		}
 		wait = min(2*wait, most)

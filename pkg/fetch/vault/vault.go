@@ -71,6 +71,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("vault client config: %w", vc.Error)
 	}
 	vc.Address = cfg.Server
+	// Callers retry with their own backoff and deadline (and say so in their
+	// logs); retries hidden in the client would eat that deadline silently.
+	vc.MaxRetries = 0
 	transport, ok := vc.HttpClient.Transport.(*http.Transport)
 	if !ok {
 		return nil, errors.New("vault client has an unexpected transport")

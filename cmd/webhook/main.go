@@ -1,0 +1,193 @@
+// Command webhook is keyhook's one server binary: the TLS mutating admission
+// webhook that injects the init-agent, with metrics and health probes. Flags
+// select which parts run, so the webhook can scale out on its own.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "keyhook-webhook:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is everything the webhook binary is told, validated.
+type Config struct {
+	Kubeconfig           string
+	WebhookHost          string
+	WebhookPort          int
+	CertDir              string
+	MetricsAddr          string
+	ProbeAddr            string
+	AgentImage           string
+	AgentImagePullPolicy string
+	AgentDeadline        time.Duration
+	LeaderElect          bool
+	LeaderElectionNS     string
+	GracefulShutdown     time.Duration
+}
+
+func parseConfig(args []string) (Config, *zap.Options, error) {
+	var c Config
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty means in-cluster or $KUBECONFIG")
+	fs.StringVar(&c.WebhookHost, "webhook-host", "", "address the webhook server listens on; empty means all")
+	fs.IntVar(&c.WebhookPort, "webhook-port", 9443, "port of the TLS webhook server")
+	fs.StringVar(&c.CertDir, "cert-dir", "/etc/keyhook/tls", "directory holding tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&c.AgentImage, "agent-image", "ghcr.io/keyhook/init-agent:latest", "image of the init-agent injected into pods")
+	fs.StringVar(&c.AgentImagePullPolicy, "agent-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of the init-agent image: Always, IfNotPresent or Never")
+	fs.DurationVar(&c.AgentDeadline, "agent-deadline", 2*time.Minute, "how long the init-agent retries before it fails the pod")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
+	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
+	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
+	zapOpts := &zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	var errs []error
+	if c.AgentImage == "" {
+		errs = append(errs, errors.New("--agent-image must not be empty"))
+	}
+	switch corev1.PullPolicy(c.AgentImagePullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--agent-image-pull-policy %q is not Always, IfNotPresent or Never", c.AgentImagePullPolicy))
+	}
+	if c.AgentDeadline <= 0 {
+		errs = append(errs, fmt.Errorf("--agent-deadline %s must be positive", c.AgentDeadline))
+	}
+	if c.WebhookPort <= 0 || c.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port %d is not a port", c.WebhookPort))
+	}
+	return c, zapOpts, errors.Join(errs...)
+}
+
+func run(args []string) error {
+	cfg, zapOpts, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
+	logger := ctrl.Log.WithName("setup")
+
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+
+	webhookServer := webhook.NewServer(webhook.Options{
+		Host:     cfg.WebhookHost,
+		Port:     cfg.WebhookPort,
+		CertDir:  cfg.CertDir,
+		CertName: "tls.crt",
+		KeyName:  "tls.key",
+	})
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                  scheme,
+		WebhookServer:           webhookServer,
+		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress:  cfg.ProbeAddr,
+		LeaderElection:          cfg.LeaderElect,
+		LeaderElectionID:        "keyhook.dev",
+		LeaderElectionNamespace: cfg.LeaderElectionNS,
+		GracefulShutdownTimeout: &cfg.GracefulShutdown,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	// Start the informers the admission path reads before serving, so that
+	// no admission waits on a cold cache or calls the API server.
+	ctx := ctrl.SetupSignalHandler()
+	for _, obj := range []client.Object{&v1alpha1.ExternalSecret{}, &v1alpha1.SecretStore{}, &v1alpha1.ClusterSecretStore{}, &corev1.Namespace{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("starting informer: %w", err)
+		}
+	}
+
+	// GetWebhookServer, not the variable, adds the server to the manager.
+	webhookServer = mgr.GetWebhookServer()
+	webhookServer.Register(keyhookadmission.PodPath, &webhook.Admission{Handler: &keyhookadmission.PodInjector{
+		Resolver: &resolve.Resolver{Reader: mgr.GetCache()},
+		Config: mutate.Config{
+			AgentImage:           cfg.AgentImage,
+			AgentImagePullPolicy: corev1.PullPolicy(cfg.AgentImagePullPolicy),
+			AgentArgs:            []string{"--deadline=" + cfg.AgentDeadline.String()},
+		},
+		Decoder: admission.NewDecoder(scheme),
+	}})
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the TLS server answers and the informers have synced.
+	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	logger.Info("starting", "webhookPort", cfg.WebhookPort, "certDir", filepath.Clean(cfg.CertDir), "agentImage", cfg.AgentImage)
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading --kubeconfig %s: %w", kubeconfig, err)
+		}
+		return c, nil
+	}
+	c, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("finding the cluster (set --kubeconfig or $KUBECONFIG): %w", err)
+	}
+	return c, nil
+}

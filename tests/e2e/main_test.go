@@ -1,0 +1,81 @@
+// Package e2e tests keyhook end to end against the real parts: etcd,
+// kube-apiserver and kube-controller-manager, a real Vault dev server, and the
+// keyhook webhook and init-agent binaries. One control plane, Vault and
+// webhook serve the whole package; each test works in namespaces of its own.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/keyhook/keyhook/tests/framework"
+)
+
+// agentImage is what the webhook injects; no kubelet pulls it here, the
+// tests run the agent binary with the stored container's args and env.
+const agentImage = "ghcr.io/keyhook/init-agent:e2e"
+
+var (
+	cluster  *framework.Cluster
+	vault    *framework.Vault
+	webhook  *framework.Webhook
+	agentBin string
+	workDir  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var err error
+	if workDir, err = os.MkdirTemp("", "keyhook-e2e-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(workDir)
+		}
+	}()
+	fail := func(what string, err error) int {
+		fmt.Fprintf(os.Stderr, "e2e setup: %s: %v\n(logs kept in %s)\n", what, err, workDir)
+		keep = true
+		return 1
+	}
+	webhookBin, agent, err := framework.Binaries(workDir)
+	if err != nil {
+		return fail("binaries", err)
+	}
+	agentBin = agent
+	start := time.Now()
+	if cluster, err = framework.StartCluster(ctx, workDir); err != nil {
+		return fail("control plane", err)
+	}
+	defer cluster.Stop()
+	fmt.Fprintf(os.Stderr, "e2e: control plane ready in %s\n", cluster.StartedIn.Round(time.Millisecond))
+	if vault, err = framework.StartVault(ctx, workDir); err != nil {
+		return fail("vault", err)
+	}
+	defer vault.Stop()
+	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
+		return fail("vault kubernetes auth", err)
+	}
+	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage}); err != nil {
+		return fail("webhook", err)
+	}
+	defer webhook.Stop()
+	fmt.Fprintf(os.Stderr, "e2e: control plane, vault and webhook ready in %s\n", time.Since(start).Round(time.Millisecond))
+	code := m.Run()
+	if code != 0 {
+		keep = true
+		fmt.Fprintf(os.Stderr, "e2e: logs kept in %s\n", workDir)
+	}
+	return code
+}

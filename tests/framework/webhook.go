@@ -1,0 +1,196 @@
+package framework
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/admission"
+)
+
+// Webhook is the keyhook webhook binary, serving TLS on loopback and
+// registered with the cluster's API server.
+type Webhook struct {
+	Proc        *Process
+	URL         string // https://127.0.0.1:PORT
+	MetricsURL  string
+	CAPEM       []byte
+	ConfigName  string
+	certDir     string
+	port        int
+	metricsPort int
+	probePort   int
+}
+
+// WebhookOptions configure StartWebhook.
+type WebhookOptions struct {
+	// Binary is the keyhook-webhook binary.
+	Binary string
+	// AgentImage is passed as --agent-image.
+	AgentImage string
+	// Args are extra flags.
+	Args []string
+}
+
+// StartWebhook issues a CA and a serving certificate for 127.0.0.1, starts
+// the webhook with them, waits until it is ready and registers a
+// MutatingWebhookConfiguration for it with the CA as caBundle.
+func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
+	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook"}
+	var err error
+	if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
+		return nil, err
+	}
+	for _, p := range []*int{&w.port, &w.metricsPort, &w.probePort} {
+		if *p, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	w.URL = fmt.Sprintf("https://127.0.0.1:%d", w.port)
+	w.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", w.metricsPort)
+	args := append([]string{
+		"--kubeconfig=" + c.Kubeconfig,
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + itoa(w.port),
+		"--cert-dir=" + w.certDir,
+		"--metrics-bind-address=127.0.0.1:" + itoa(w.metricsPort),
+		"--health-probe-bind-address=127.0.0.1:" + itoa(w.probePort),
+		"--agent-image=" + opts.AgentImage,
+	}, opts.Args...)
+	if w.Proc, err = Start("keyhook-webhook", filepath.Join(dir, "keyhook-webhook.log"), os.Environ(), opts.Binary, args...); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", w.probePort)
+	err = WaitFor(wctx, 50*time.Millisecond, func() (bool, error) {
+		if w.Proc.Exited() {
+			return false, fmt.Errorf("keyhook-webhook exited:\n%s", tail(w.Proc.Output(), 30))
+		}
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz: %s", resp.Status)
+	})
+	if err != nil {
+		_ = w.Proc.Stop(5 * time.Second)
+		return nil, fmt.Errorf("waiting for keyhook-webhook: %w\n%s", err, tail(w.Proc.Output(), 30))
+	}
+	cfg := MutatingWebhookConfiguration(w.ConfigName, w.URL+admission.PodPath, w.CAPEM)
+	if err := c.Client.Create(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Stop stops the webhook process; its configuration stays registered.
+func (w *Webhook) Stop() error { return w.Proc.Stop(10 * time.Second) }
+
+// MutatingWebhookConfiguration is the registration of keyhook's pod webhook
+// at url, as manifests/webhook has it for a cluster. Only pods that carry
+// keyhook.dev/inject are sent to it; kube-system is never.
+func MutatingWebhookConfiguration(name, url string, caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "pods.keyhook.dev",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			}},
+			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
+			SideEffects:        ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:     ptr.To[int32](5),
+			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "keyhook-system"},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "asks-for-injection",
+				Expression: `has(object.metadata.annotations) && 'keyhook.dev/inject' in object.metadata.annotations`,
+			}},
+		}},
+	}
+}
+
+// writeServingCert writes a new CA's certificate and a serving certificate for
+// 127.0.0.1 and localhost signed by it (tls.crt, tls.key) into dir, and
+// returns the CA's PEM.
+func writeServingCert(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "keyhook-test-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "keyhook-webhook"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
