@@ -35,11 +35,18 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC.
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
 
-verify: generate manifests vet ## Fail when generated files are stale or vet complains.
-	@if [ -n "$$(git status --porcelain -- pkg/crd manifests)" ]; then \
-	  git status --porcelain -- pkg/crd manifests; git diff --stat -- pkg/crd manifests; \
-	  echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; fi
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+GENERATED := pkg/crd manifests/crd manifests/rbac
+generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
+
+verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.
+	@before=$$($(generated_state)); \
+	$(MAKE) --no-print-directory generate manifests >/dev/null; \
+	after=$$($(generated_state)); \
+	if [ "$$before" != "$$after" ]; then \
+	  git status --porcelain -- $(GENERATED); \
+	  echo "verify: generated files were stale; they are regenerated now: review and commit them"; exit 1; fi
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "verify: run gofmt -w on the files above"; exit 1; }
+	$(GO) vet ./...
 
 vet:
 	$(GO) vet ./...

@@ -191,3 +191,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	}
 	return c, nil
 }
+
+// RBAC the webhook binary needs besides what its packages declare.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
