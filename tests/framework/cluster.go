@@ -166,13 +166,17 @@ func (c *Cluster) Namespace(ctx context.Context, prefix string, labels map[strin
 	if err := c.Client.Create(ctx, ns); err != nil {
 		return "", err
 	}
+	return ns.Name, c.WaitForServiceAccount(ctx, ns.Name, "default")
+}
+
+// WaitForServiceAccount waits until a service account exists.
+func (c *Cluster) WaitForServiceAccount(ctx context.Context, ns, name string) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := WaitFor(wctx, 50*time.Millisecond, func() (bool, error) {
-		err := c.Client.Get(wctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
+	return WaitFor(wctx, 50*time.Millisecond, func() (bool, error) {
+		err := c.Client.Get(wctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.ServiceAccount{})
 		return err == nil, client.IgnoreNotFound(err)
 	})
-	return ns.Name, err
 }
 
 func tail(s string, lines int) string {

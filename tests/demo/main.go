@@ -1,0 +1,255 @@
+// Command demo runs keyhook locally on real parts and shows it working: a
+// control plane (etcd, kube-apiserver, kube-controller-manager), a Vault dev
+// server with example data, and the keyhook webhook. It applies examples/,
+// prints how the Deployment's pod was injected, runs the pod's init-agent as
+// the kubelet would, and lists the files it wrote. It stays up until Ctrl-C,
+// then stops everything it started. `make demo` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/tests/framework"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	once := flag.Bool("once", false, "exit after showing the result instead of waiting for Ctrl-C (used by the tests)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dir, err := os.MkdirTemp("", "keyhook-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	step("building keyhook")
+	webhookBin, agentBin, err := framework.Binaries(dir)
+	if err != nil {
+		return err
+	}
+	step("starting etcd, kube-apiserver and kube-controller-manager")
+	cluster, err := framework.StartCluster(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	fmt.Printf("   control plane ready in %s at %s\n", cluster.StartedIn.Round(time.Millisecond), cluster.Host)
+
+	step("starting Vault (dev server) with kubernetes auth and example data")
+	vault, err := framework.StartVault(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer vault.Stop()
+	if err := vault.KubernetesAuth(ctx, cluster); err != nil {
+		return err
+	}
+	if err := vault.Role(ctx, "demo-app", "demo", "app", "vault", "demo/*"); err != nil {
+		return err
+	}
+	examples := map[string]map[string]any{
+		"demo/db":  {"username": "demo-user", "password": "correct-horse-battery-staple"},
+		"demo/api": {"token": "demo-api-token-123", "endpoint": "https://api.example.com"},
+	}
+	for path, data := range examples {
+		if err := vault.Put(ctx, path, data); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("   Vault at %s: secret/demo/db, secret/demo/api; role demo-app for serviceaccount demo/app\n", vault.Addr)
+
+	step("starting the keyhook webhook (TLS) and registering it")
+	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo"})
+	if err != nil {
+		return err
+	}
+	defer wh.Stop()
+	fmt.Printf("   webhook at %s, metrics at %s\n", wh.URL, wh.MetricsURL)
+
+	step("kubectl apply -f examples/")
+	kubectl := filepath.Join(os.Getenv("KEYHOOK_TESTENV"), "kubectl")
+	if out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "create", "namespace", "demo"); err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	if err := cluster.WaitForServiceAccount(ctx, "demo", "default"); err != nil {
+		return err
+	}
+	for _, f := range []string{"secretstore.yaml", "externalsecret.yaml", "deployment.yaml"} {
+		raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "examples", f))
+		if err != nil {
+			return err
+		}
+		manifest := strings.ReplaceAll(string(raw), "${VAULT_ADDR}", vault.Addr)
+		out, err := kubectlRun(kubectl, cluster.Kubeconfig, manifest, "apply", "-f", "-")
+		fmt.Print(indent(out))
+		if err != nil {
+			return fmt.Errorf("applying examples/%s: %v", f, err)
+		}
+	}
+
+	step("waiting for the Deployment's pod (no kubelet here: it stays Pending)")
+	var pod *corev1.Pod
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err = framework.WaitFor(wctx, 100*time.Millisecond, func() (bool, error) {
+		pods := &corev1.PodList{}
+		if err := cluster.Client.List(wctx, pods, client.InNamespace("demo"), client.MatchingLabels{"app": "web"}); err != nil {
+			return false, err
+		}
+		if len(pods.Items) == 0 {
+			return false, nil
+		}
+		pod = &pods.Items[0]
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no pod: %w", err)
+	}
+	showInjection(pod)
+
+	step("running the pod's init-agent as the kubelet would (its args, its env, a token of its service account)")
+	root := filepath.Join(dir, "pod-root")
+	res, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(res.Output))
+	if res.Err != nil {
+		return fmt.Errorf("agent failed: %v", res.Err)
+	}
+	if err := showFiles(root, examples); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nkeyhook is up. Point kubectl at it:\n\n   export KUBECONFIG=%s\n   %s get pods,externalsecrets,secretstores -n demo\n   %s get pod -n demo -l app=web -o yaml\n\n",
+		cluster.Kubeconfig, kubectl, kubectl)
+	if *once {
+		return nil
+	}
+	fmt.Println("Press Ctrl-C to stop everything.")
+	<-ctx.Done()
+	fmt.Println("\nstopping webhook, Vault and control plane")
+	return nil
+}
+
+func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "   " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n   ") + "\n"
+}
+
+func kubectlRun(kubectl, kubeconfig, stdin string, args ...string) (string, error) {
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func showInjection(pod *corev1.Pod) {
+	fmt.Printf("   pod %s/%s, annotation keyhook.dev/status=%s\n", pod.Namespace, pod.Name, pod.Annotations["keyhook.dev/status"])
+	for _, c := range pod.Spec.InitContainers {
+		fmt.Printf("   init container %s (image %s, args %v)\n", c.Name, c.Image, c.Args)
+	}
+	for _, v := range pod.Spec.Volumes {
+		switch {
+		case v.EmptyDir != nil:
+			fmt.Printf("   volume %s: emptyDir medium=%s\n", v.Name, v.EmptyDir.Medium)
+		case v.Projected != nil && v.Name == mutate.TokenVolumeName:
+			for _, s := range v.Projected.Sources {
+				if s.ServiceAccountToken != nil {
+					fmt.Printf("   volume %s: projected service-account token, audience %q\n", v.Name, s.ServiceAccountToken.Audience)
+				}
+			}
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, m := range c.VolumeMounts {
+			if m.Name == mutate.SecretsVolumeName {
+				fmt.Printf("   container %s mounts %s at %s read-only=%v\n", c.Name, m.Name, m.MountPath, m.ReadOnly)
+			}
+		}
+	}
+	for _, e := range pod.Spec.InitContainers[0].Env {
+		if e.Name == plan.EnvVar {
+			var pretty bytes.Buffer
+			_ = json.Indent(&pretty, []byte(e.Value), "   ", "  ")
+			fmt.Printf("   the agent's plan ($%s; names and places, never a value):\n   %s\n", plan.EnvVar, pretty.String())
+		}
+	}
+}
+
+// showFiles lists what the agent wrote and checks it against the example
+// data; it prints lengths and a verdict rather than the values themselves.
+func showFiles(root string, examples map[string]map[string]any) error {
+	want := map[string]string{
+		"db-creds/username": examples["demo/db"]["username"].(string),
+		"db-creds/password": examples["demo/db"]["password"].(string),
+		"api-key/token":     examples["demo/api"]["token"].(string),
+		"api-key/endpoint":  examples["demo/api"]["endpoint"].(string),
+	}
+	base := filepath.Join(root, "var/run/secrets/keyhook")
+	var files []string
+	err := filepath.Walk(base, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			rel, _ := filepath.Rel(base, p)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	fmt.Printf("   files in the pod's in-memory volume (/var/run/secrets/keyhook):\n")
+	for _, f := range files {
+		info, err := os.Stat(filepath.Join(base, f))
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(base, f))
+		if err != nil {
+			return err
+		}
+		verdict := "matches Vault"
+		if string(b) != want[f] {
+			verdict = "DIFFERS from Vault"
+		}
+		fmt.Printf("   %s  %-20s %3d bytes  %s\n", info.Mode().Perm(), f, len(b), verdict)
+		if verdict != "matches Vault" {
+			return fmt.Errorf("%s differs from Vault", f)
+		}
+	}
+	if len(files) != len(want) {
+		return fmt.Errorf("agent wrote %d files, want %d", len(files), len(want))
+	}
+	return nil
+}
