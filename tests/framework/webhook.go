@@ -51,7 +51,7 @@ type WebhookOptions struct {
 // the webhook with them, waits until it is ready and registers a
 // MutatingWebhookConfiguration for it with the CA as caBundle.
 func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
-	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook"}
+	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook-tests"}
 	var err error
 	if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
 		return nil, err

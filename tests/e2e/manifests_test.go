@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyhook/keyhook/tests/framework"
+)
+
+// TestManifestsApply renders manifests/ with the repo's kubectl and has the
+// real API server validate every object (server-side dry run). cert-manager's
+// kinds are left out: its CRDs are not installed here.
+func TestManifestsApply(t *testing.T) {
+	kubectl := filepath.Join(os.Getenv("KEYHOOK_TESTENV"), "kubectl")
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "manifests")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize manifests: %v", err)
+	}
+	var docs []string
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		switch {
+		case strings.Contains(doc, "apiVersion: cert-manager.io/"):
+		case strings.Contains(doc, "kind: Namespace\n"):
+			// Created for real: a dry run cannot hold objects inside a
+			// namespace that is only dry-run created.
+			cmd := exec.Command(kubectl, "--kubeconfig="+cluster.Kubeconfig, "apply", "-f", "-")
+			cmd.Stdin = strings.NewReader(doc)
+			if res, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("creating keyhook's namespace: %v\n%s", err, res)
+			}
+		default:
+			docs = append(docs, doc)
+		}
+	}
+	cmd := exec.Command(kubectl, "--kubeconfig="+cluster.Kubeconfig, "apply", "--dry-run=server", "-f", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(docs, "\n---\n"))
+	res, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("server-side dry run of manifests/ failed: %v\n%s", err, res)
+	}
+	for _, want := range []string{"deployment.apps/keyhook", "mutatingwebhookconfiguration.admissionregistration.k8s.io/keyhook", "poddisruptionbudget.policy/keyhook"} {
+		if !strings.Contains(string(res), want) {
+			t.Errorf("dry run did not apply %s:\n%s", want, res)
+		}
+	}
+}
+
+// TestManifestWebhookMatchesTests guards against drift between the webhook
+// registration users install and the one the tests exercise.
+func TestManifestWebhookMatchesTests(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shipped admissionregistrationv1.MutatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(raw, &shipped); err != nil {
+		t.Fatal(err)
+	}
+	tested := framework.MutatingWebhookConfiguration("keyhook", "https://unused", nil)
+	for i := range shipped.Webhooks {
+		shipped.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{}
+	}
+	for i := range tested.Webhooks {
+		tested.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{}
+	}
+	if diff := cmp.Diff(tested.Webhooks, shipped.Webhooks); diff != "" {
+		t.Errorf("manifests/webhook differs from the tested registration (-tested +shipped):\n%s", diff)
+	}
+}
