@@ -14,11 +14,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -27,9 +31,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
+	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/secretsync"
 )
 
 func main() {
@@ -50,6 +56,8 @@ type Config struct {
 	AgentImage           string
 	AgentImagePullPolicy string
 	AgentDeadline        time.Duration
+	EnableWebhook        bool
+	EnableSync           bool
 	LeaderElect          bool
 	LeaderElectionNS     string
 	GracefulShutdown     time.Duration
@@ -67,6 +75,8 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.StringVar(&c.AgentImage, "agent-image", "ghcr.io/keyhook/init-agent:latest", "image of the init-agent injected into pods")
 	fs.StringVar(&c.AgentImagePullPolicy, "agent-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of the init-agent image: Always, IfNotPresent or Never")
 	fs.DurationVar(&c.AgentDeadline, "agent-deadline", 2*time.Minute, "how long the init-agent retries before it fails the pod")
+	fs.BoolVar(&c.EnableWebhook, "enable-webhook", true, "serve the pod-injection admission webhook")
+	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret reconciler (leader-elected when --leader-elect)")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
 	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
@@ -121,7 +131,12 @@ func run(args []string) error {
 		KeyName:  "tls.key",
 	})
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                  scheme,
+		Scheme: scheme,
+		// Only Secrets keyhook manages are cached: memory does not grow with
+		// the cluster's other Secrets.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
+		}},
 		WebhookServer:           webhookServer,
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:  cfg.ProbeAddr,
@@ -143,25 +158,44 @@ func run(args []string) error {
 		}
 	}
 
-	// GetWebhookServer, not the variable, adds the server to the manager.
-	webhookServer = mgr.GetWebhookServer()
-	webhookServer.Register(keyhookadmission.PodPath, &webhook.Admission{Handler: &keyhookadmission.PodInjector{
-		Resolver: &resolve.Resolver{Reader: mgr.GetCache()},
-		Config: mutate.Config{
-			AgentImage:           cfg.AgentImage,
-			AgentImagePullPolicy: corev1.PullPolicy(cfg.AgentImagePullPolicy),
-			AgentArgs:            []string{"--deadline=" + cfg.AgentDeadline.String()},
-		},
-		Decoder: admission.NewDecoder(scheme),
-	}})
+	resolver := &resolve.Resolver{Reader: mgr.GetCache()}
+	if cfg.EnableWebhook {
+		// GetWebhookServer, not the variable, adds the server to the manager.
+		webhookServer = mgr.GetWebhookServer()
+		webhookServer.Register(keyhookadmission.PodPath, &webhook.Admission{Handler: &keyhookadmission.PodInjector{
+			Resolver: resolver,
+			Config: mutate.Config{
+				AgentImage:           cfg.AgentImage,
+				AgentImagePullPolicy: corev1.PullPolicy(cfg.AgentImagePullPolicy),
+				AgentArgs:            []string{"--deadline=" + cfg.AgentDeadline.String()},
+			},
+			Decoder: admission.NewDecoder(scheme),
+		}})
+		if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if cfg.EnableSync {
+		clientset, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return err
+		}
+		if err := (&secretsync.Reconciler{
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+			Resolver:  resolver,
+			Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
+			Recorder:  mgr.GetEventRecorder("keyhook"),
+			Clock:     clock.RealClock{},
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the sync: %w", err)
+		}
+	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	// Ready once the TLS server answers and the informers have synced.
-	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
-		return err
-	}
 	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()

@@ -40,3 +40,19 @@ const DefaultMountPath = "/var/run/secrets/keyhook"
 
 // OptOut is the value of Inject that turns injection off for a pod.
 const OptOut = "false"
+
+// Keys keyhook writes on the Secrets it manages.
+const (
+	// Managed labels every Secret keyhook materialises; its cache watches
+	// only Secrets with this label, so memory does not grow with unrelated
+	// Secrets. Value: "true".
+	//
+	//	keyhook.dev/managed: "true"
+	Managed = prefix + "managed"
+
+	// DataHash records the sha256 of the data keyhook wrote into a Secret,
+	// so that an unchanged refresh writes nothing.
+	//
+	//	keyhook.dev/data-hash: "9f86d081884c7d65..."
+	DataHash = prefix + "data-hash"
+)

@@ -60,7 +60,8 @@ func tenant(ctx context.Context, t *testing.T, prefix string) string {
 		Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
 			Server: vault.Addr,
 			Path:   "secret",
-			Auth:   v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns}},
+			// The sync logs in as "app" too; injected pods as themselves.
+			Auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
 		}}},
 	}
 	if err := cluster.Client.Create(ctx, store); err != nil {

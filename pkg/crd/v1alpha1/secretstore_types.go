@@ -99,6 +99,21 @@ type VaultKubernetesAuth struct {
 	// +kubebuilder:default=vault
 	// +optional
 	Audience string `json:"audience,omitempty"`
+
+	// ServiceAccountRef names the service account, in the ExternalSecret's
+	// namespace, as which the reconciler logs in when it syncs a Secret: it
+	// requests a short-lived token for it, so a namespace's Secrets hold only
+	// what that namespace's own identity may read. Injected pods always log
+	// in as themselves. Default: "default".
+	// +optional
+	ServiceAccountRef *ServiceAccountSelector `json:"serviceAccountRef,omitempty"`
+}
+
+// ServiceAccountSelector names a service account.
+type ServiceAccountSelector struct {
+	// Name of the service account.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
 }
 
 // SecretKeySelector selects one key of a Secret.

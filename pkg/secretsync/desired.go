@@ -1,0 +1,124 @@
+// Package secretsync keeps every ExternalSecret materialised as a Kubernetes
+// Secret: it reads the data with the same resolver the init-agent uses, writes
+// only when something changed, and never deletes or blanks the last good
+// Secret when the provider fails.
+package secretsync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+)
+
+// TargetName is the name of the Secret an ExternalSecret materialises.
+func TargetName(es *v1alpha1.ExternalSecret) string {
+	if es.Spec.Target.Name != "" {
+		return es.Spec.Target.Name
+	}
+	return es.Name
+}
+
+// creationPolicy returns the effective creation policy.
+func creationPolicy(es *v1alpha1.ExternalSecret) v1alpha1.CreationPolicy {
+	if es.Spec.Target.CreationPolicy == "" {
+		return v1alpha1.CreationPolicyOwner
+	}
+	return es.Spec.Target.CreationPolicy
+}
+
+// DataHash is a stable digest of secret data: keys sorted, lengths framed so
+// that no two different maps hash alike.
+func DataHash(data map[string][]byte) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		v := data[k]
+		var n [16]byte
+		putLen(n[:8], len(k))
+		putLen(n[8:], len(v))
+		h.Write(n[:])
+		h.Write([]byte(k))
+		h.Write(v)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func putLen(b []byte, n int) {
+	for i := range 8 {
+		b[i] = byte(uint64(n) >> (8 * i))
+	}
+}
+
+// Desired returns the Secret that es with data should produce (Owner and
+// Orphan policies). For Merge, see Merge.
+func Desired(es *v1alpha1.ExternalSecret, data map[string][]byte) *corev1.Secret {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   es.Namespace,
+			Name:        TargetName(es),
+			Labels:      map[string]string{annotations.Managed: "true"},
+			Annotations: map[string]string{annotations.DataHash: DataHash(data)},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	if creationPolicy(es) == v1alpha1.CreationPolicyOwner {
+		s.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion:         v1alpha1.GroupVersion.String(),
+			Kind:               "ExternalSecret",
+			Name:               es.Name,
+			UID:                es.UID,
+			Controller:         ptr.To(true),
+			BlockOwnerDeletion: ptr.To(true),
+		}}
+	}
+	return s
+}
+
+// Merge returns existing with keyhook's keys of data written into it: the
+// other keys, labels and owners stay as they are.
+func Merge(existing *corev1.Secret, data map[string][]byte) *corev1.Secret {
+	out := existing.DeepCopy()
+	if out.Data == nil {
+		out.Data = map[string][]byte{}
+	}
+	maps.Copy(out.Data, data)
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[annotations.DataHash] = DataHash(data)
+	return out
+}
+
+// UpToDate reports whether existing already holds data as keyhook would write
+// it: the recorded hash matches, and the keys keyhook owns hold exactly data
+// (someone may have edited the Secret by hand). A Secret of another type is
+// never up to date.
+func UpToDate(existing *corev1.Secret, es *v1alpha1.ExternalSecret, data map[string][]byte) bool {
+	if existing == nil {
+		return false
+	}
+	want := DataHash(data)
+	if existing.Annotations[annotations.DataHash] != want {
+		return false
+	}
+	got := existing.Data
+	if creationPolicy(es) == v1alpha1.CreationPolicyMerge {
+		got = make(map[string][]byte, len(data))
+		for k := range data {
+			if v, ok := existing.Data[k]; ok {
+				got[k] = v
+			}
+		}
+	} else if existing.Labels[annotations.Managed] != "true" {
+		return false
+	}
+	return DataHash(got) == want
+}

@@ -1,0 +1,291 @@
+package secretsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+// Condition reasons of the Ready condition.
+const (
+	ReasonSynced      = "SecretSynced"
+	ReasonSyncedError = "SecretSyncedError"
+)
+
+// DefaultRefreshInterval applies when an ExternalSecret sets none.
+const DefaultRefreshInterval = time.Hour
+
+var (
+	syncCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_sync_calls_total",
+		Help: "Syncs of ExternalSecrets, by result (success, error).",
+	}, []string{"namespace", "name", "provider", "status"})
+	lastSyncState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyhook_last_sync_state",
+		Help: "State of the last sync of an ExternalSecret: 1 success, -1 error.",
+	}, []string{"namespace", "name", "provider"})
+	syncDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyhook_sync_duration_seconds",
+		Help:    "Duration of ExternalSecret syncs, provider calls included.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+	}, []string{"provider"})
+	secretWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_secret_writes_total",
+		Help: "Writes of Secrets by the sync, by operation (create, update).",
+	}, []string{"operation"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(syncCalls, lastSyncState, syncDuration, secretWrites)
+}
+
+// +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconciler syncs one ExternalSecret into its Secret.
+type Reconciler struct {
+	// Client reads ExternalSecrets and managed Secrets from the cache and writes.
+	Client client.Client
+	// APIReader reads Secrets that are not (yet) keyhook's, for Merge.
+	APIReader client.Reader
+	Resolver  *resolve.Resolver
+	Providers ProviderFactory
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+}
+
+var _ reconcile.Reconciler = (*Reconciler)(nil)
+
+// SetupWithManager registers the reconciler: it watches ExternalSecrets
+// (spec and annotation changes, not its own status writes) and the Secrets it
+// owns.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("externalsecret").
+		For(&v1alpha1.ExternalSecret{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		Complete(r)
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	es := &v1alpha1.ExternalSecret{}
+	if err := r.Client.Get(ctx, req.NamespacedName, es); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !es.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	logger := log.FromContext(ctx)
+	policy := creationPolicy(es)
+
+	var existing *corev1.Secret
+	if policy != v1alpha1.CreationPolicyNone {
+		var err error
+		if existing, err = r.target(ctx, es, policy); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	now := r.Clock.Now()
+	if wait, due := r.due(es, existing, now); !due {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+
+	start := now
+	data, err := r.read(ctx, es)
+	provider := "vault"
+	if err != nil {
+		var denied *resolve.DeniedError
+		if !errors.As(err, &denied) && !isProviderError(err) {
+			return reconcile.Result{}, err
+		}
+		syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "error").Inc()
+		lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(-1)
+		msg := "could not sync: " + err.Error()
+		r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, ReasonSyncedError, "Sync", msg)
+		if serr := r.setReady(ctx, es, metav1.ConditionFalse, ReasonSyncedError, msg, nil); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		// The last good Secret stays as it is. Retry with the controller's
+		// exponential backoff.
+		return reconcile.Result{}, fmt.Errorf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, msg)
+	}
+	if policy != v1alpha1.CreationPolicyNone && !UpToDate(existing, es, data) {
+		if err := r.write(ctx, es, policy, existing, data); err != nil {
+			return reconcile.Result{}, err
+		}
+		logger.Info("secret written", "secret", TargetName(es), "keys", len(data))
+	}
+	syncDuration.WithLabelValues(provider).Observe(r.Clock.Since(start).Seconds())
+	syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "success").Inc()
+	lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(1)
+	refreshed := metav1.NewTime(now)
+	if err := r.setReady(ctx, es, metav1.ConditionTrue, ReasonSynced, "Secret is synced", &refreshed); err != nil {
+		return reconcile.Result{}, err
+	}
+	if interval := refreshInterval(es); interval > 0 {
+		return reconcile.Result{RequeueAfter: interval}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// due decides whether es must be read now and, if not, how long until it is.
+// It is due when its spec changed since the last sync, when the last sync
+// failed, when its Secret is gone, or when its refresh interval has passed.
+func (r *Reconciler) due(es *v1alpha1.ExternalSecret, existing *corev1.Secret, now time.Time) (time.Duration, bool) {
+	ready := meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady)
+	switch {
+	case es.Status.RefreshTime == nil, ready == nil, ready.Status != metav1.ConditionTrue,
+		es.Status.SyncedResourceVersion != strconv.FormatInt(es.Generation, 10):
+		return 0, true
+	case existing == nil && creationPolicy(es) != v1alpha1.CreationPolicyNone:
+		return 0, true
+	}
+	interval := refreshInterval(es)
+	if interval == 0 {
+		return 0, false // sync once
+	}
+	next := es.Status.RefreshTime.Add(interval)
+	if !now.Before(next) {
+		return 0, true
+	}
+	return next.Sub(now), false
+}
+
+func refreshInterval(es *v1alpha1.ExternalSecret) time.Duration {
+	if es.Spec.RefreshInterval == nil {
+		return DefaultRefreshInterval
+	}
+	return es.Spec.RefreshInterval.Duration
+}
+
+// target returns the current Secret, nil when there is none.
+func (r *Reconciler) target(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy) (*corev1.Secret, error) {
+	key := client.ObjectKey{Namespace: es.Namespace, Name: TargetName(es)}
+	s := &corev1.Secret{}
+	// The cache holds only keyhook's Secrets; a Secret to merge into is
+	// someone else's until keyhook first writes to it.
+	reader := client.Reader(r.Client)
+	if policy == v1alpha1.CreationPolicyMerge {
+		reader = r.APIReader
+	}
+	if err := reader.Get(ctx, key, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret) (map[string][]byte, error) {
+	src, err := r.Resolver.ForExternalSecret(ctx, es)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.Providers(ctx, src)
+	if err != nil {
+		return nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
+	}
+	data, err := resolveData(ctx, p, es)
+	if err != nil {
+		return nil, &providerError{err}
+	}
+	return data, nil
+}
+
+// providerError marks errors that come from the provider or its auth, as
+// opposed to the API server.
+type providerError struct{ err error }
+
+func (e *providerError) Error() string { return e.err.Error() }
+func (e *providerError) Unwrap() error { return e.err }
+
+func isProviderError(err error) bool {
+	var p *providerError
+	return errors.As(err, &p)
+}
+
+func (r *Reconciler) write(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy, existing *corev1.Secret, data map[string][]byte) error {
+	switch {
+	case policy == v1alpha1.CreationPolicyMerge && existing == nil:
+		return r.failTarget(ctx, es, fmt.Sprintf("creationPolicy Merge needs an existing Secret %q to merge into; create it or use creationPolicy Owner", TargetName(es)))
+	case policy == v1alpha1.CreationPolicyMerge:
+		out := Merge(existing, data)
+		secretWrites.WithLabelValues("update").Inc()
+		return r.Client.Update(ctx, out)
+	case existing == nil:
+		desired := Desired(es, data)
+		err := r.Client.Create(ctx, desired)
+		if apierrors.IsAlreadyExists(err) {
+			return r.failTarget(ctx, es, fmt.Sprintf("Secret %q exists and is not managed by keyhook; delete it, name another target, or use creationPolicy Merge", TargetName(es)))
+		}
+		if err == nil {
+			secretWrites.WithLabelValues("create").Inc()
+		}
+		return err
+	default:
+		desired := Desired(es, data)
+		out := existing.DeepCopy()
+		out.Labels, out.Annotations, out.Data, out.Type = mergeMaps(out.Labels, desired.Labels), mergeMaps(out.Annotations, desired.Annotations), desired.Data, desired.Type
+		if len(desired.OwnerReferences) > 0 {
+			out.OwnerReferences = desired.OwnerReferences
+		}
+		secretWrites.WithLabelValues("update").Inc()
+		return r.Client.Update(ctx, out)
+	}
+}
+
+func (r *Reconciler) failTarget(ctx context.Context, es *v1alpha1.ExternalSecret, msg string) error {
+	r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, ReasonSyncedError, "Sync", msg)
+	if err := r.setReady(ctx, es, metav1.ConditionFalse, ReasonSyncedError, msg, nil); err != nil {
+		return err
+	}
+	return errors.New(msg)
+}
+
+func mergeMaps(base, over map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+// setReady writes the Ready condition; refreshed, when set, records a
+// successful sync of the current generation.
+func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string, refreshed *metav1.Time) error {
+	patch := client.MergeFrom(es.DeepCopy())
+	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
+	})
+	if refreshed != nil {
+		es.Status.RefreshTime = refreshed
+		es.Status.SyncedResourceVersion = strconv.FormatInt(es.Generation, 10)
+	}
+	return r.Client.Status().Patch(ctx, es, patch)
+}
