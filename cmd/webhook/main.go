@@ -35,6 +35,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/rollout"
 	"github.com/keyhook/keyhook/pkg/secretsync"
 )
 
@@ -58,6 +59,7 @@ type Config struct {
 	AgentDeadline        time.Duration
 	EnableWebhook        bool
 	EnableSync           bool
+	RolloutDebounce      time.Duration
 	LeaderElect          bool
 	LeaderElectionNS     string
 	GracefulShutdown     time.Duration
@@ -76,7 +78,8 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.StringVar(&c.AgentImagePullPolicy, "agent-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of the init-agent image: Always, IfNotPresent or Never")
 	fs.DurationVar(&c.AgentDeadline, "agent-deadline", 2*time.Minute, "how long the init-agent retries before it fails the pod")
 	fs.BoolVar(&c.EnableWebhook, "enable-webhook", true, "serve the pod-injection admission webhook")
-	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret reconciler (leader-elected when --leader-elect)")
+	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
+	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
 	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
@@ -96,6 +99,9 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	}
 	if c.AgentDeadline <= 0 {
 		errs = append(errs, fmt.Errorf("--agent-deadline %s must be positive", c.AgentDeadline))
+	}
+	if c.RolloutDebounce < 0 {
+		errs = append(errs, fmt.Errorf("--rollout-debounce %s must not be negative", c.RolloutDebounce))
 	}
 	if c.WebhookPort <= 0 || c.WebhookPort > 65535 {
 		errs = append(errs, fmt.Errorf("--webhook-port %d is not a port", c.WebhookPort))
@@ -189,6 +195,17 @@ func run(args []string) error {
 			Clock:     clock.RealClock{},
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the sync: %w", err)
+		}
+		for _, kind := range rollout.Kinds {
+			if err := (&rollout.Reconciler{
+				Client:   mgr.GetClient(),
+				Kind:     kind,
+				Recorder: mgr.GetEventRecorder("keyhook"),
+				Clock:    clock.RealClock{},
+				Debounce: cfg.RolloutDebounce,
+			}).SetupWithManager(mgr); err != nil {
+				return fmt.Errorf("setting up rollouts of %s: %w", kind.Name, err)
+			}
 		}
 	}
 

@@ -56,3 +56,64 @@ const (
 	//	keyhook.dev/data-hash: "9f86d081884c7d65..."
 	DataHash = prefix + "data-hash"
 )
+
+// Keys users set on workloads (Deployments, StatefulSets, DaemonSets) to have
+// keyhook roll them when their secrets change.
+const (
+	// Rollout opts a workload in to rollouts: "auto" rolls it when any
+	// keyhook-managed Secret its pods reference, or any ExternalSecret they
+	// inject, changes; a comma-separated list of ExternalSecret names limits
+	// that to those. No default: without it (or a Reloader key) nothing rolls.
+	//
+	//	keyhook.dev/rollout: "auto"
+	//	keyhook.dev/rollout: "db-creds,api-key"
+	Rollout = prefix + "rollout"
+
+	// RolloutPaused holds rollouts of a workload while "true"; changes are
+	// reported in events and rolled once it is removed. Default: not paused.
+	//
+	//	keyhook.dev/rollout-paused: "true"
+	RolloutPaused = prefix + "rollout-paused"
+
+	// RolloutAuto is the value of Rollout that follows everything a workload uses.
+	RolloutAuto = "auto"
+)
+
+// Stakater Reloader's keys, honoured unchanged so that its users switch
+// without editing manifests. keyhook follows the keyhook-managed Secrets they
+// designate.
+const (
+	// ReloaderAuto: "true" rolls on any referenced Secret (and, in Reloader,
+	// ConfigMap).
+	ReloaderAuto = "reloader.stakater.com/auto"
+	// ReloaderSecretAuto: "true" rolls on any referenced Secret.
+	ReloaderSecretAuto = "secret.reloader.stakater.com/auto"
+	// ReloaderSecretReload: comma-separated Secret names to roll on.
+	ReloaderSecretReload = "secret.reloader.stakater.com/reload"
+)
+
+// Keys keyhook writes on workloads.
+const (
+	// SecretHash, on the pod template, is the sha256 over the versions of
+	// everything the workload follows; keyhook changes it to roll the
+	// workload. It is first written at the first change, so that opting in
+	// never rolls by itself.
+	//
+	//	keyhook.dev/secret-hash: "3a7bd3e2360a3d29..."
+	SecretHash = prefix + "secret-hash"
+
+	// SecretVersions, on the workload, records the version of each Secret and
+	// ExternalSecret it follows, as last rolled or first seen (JSON).
+	//
+	//	keyhook.dev/secret-versions: '{"secret/db":"9f86d0...","externalsecret/api":"v:3"}'
+	SecretVersions = prefix + "secret-versions"
+
+	// LastRollout, on the workload, is when keyhook last rolled it (RFC 3339).
+	LastRollout = prefix + "last-rollout"
+
+	// ExternalSecretName, on a managed Secret, names the ExternalSecret that
+	// materialises it (an annotation: names may be longer than a label value).
+	//
+	//	keyhook.dev/external-secret: "db-creds"
+	ExternalSecretName = prefix + "external-secret"
+)

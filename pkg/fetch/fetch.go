@@ -29,6 +29,14 @@ type Provider interface {
 	GetSecret(ctx context.Context, ref Ref) ([]byte, error)
 }
 
+// VersionProber is implemented by providers that can tell the current
+// version of a remote secret without reading its value.
+type VersionProber interface {
+	// CurrentVersion returns an opaque version that changes whenever the
+	// secret's value does.
+	CurrentVersion(ctx context.Context, key string) (string, error)
+}
+
 // Classes of provider errors. Errors that wrap none of them are transient:
 // worth retrying.
 var (

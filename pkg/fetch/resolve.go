@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -170,4 +171,38 @@ func fieldList(obj map[string]any) string {
 		keys = append(keys[:most], "...")
 	}
 	return "fields " + strings.Join(keys, ", ")
+}
+
+// Versions returns the current version of every remote secret that data and
+// dataFrom read, by remote key, without reading values: pinned versions as
+// they are, others from p's VersionProber. It returns an error wrapping
+// errors.ErrUnsupported when p cannot tell versions without reading values.
+func Versions(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.DataFrom) (map[string]string, error) {
+	refs := make([]plan.Ref, 0, len(data)+len(dataFrom))
+	for _, df := range dataFrom {
+		refs = append(refs, df.Extract)
+	}
+	for _, d := range data {
+		refs = append(refs, d.Ref)
+	}
+	prober, canProbe := p.(VersionProber)
+	out := make(map[string]string, len(refs))
+	for _, ref := range refs {
+		if _, seen := out[ref.Key]; seen {
+			continue
+		}
+		if ref.Version != "" {
+			out[ref.Key] = ref.Version
+			continue
+		}
+		if !canProbe {
+			return nil, fmt.Errorf("the provider has no versions: %w", errors.ErrUnsupported)
+		}
+		v, err := prober.CurrentVersion(ctx, ref.Key)
+		if err != nil {
+			return nil, &KeyError{Key: ref.Key, Remote: ref.Key, Err: err}
+		}
+		out[ref.Key] = v
+	}
+	return out, nil
 }

@@ -64,7 +64,7 @@ func Desired(es *v1alpha1.ExternalSecret, data map[string][]byte) *corev1.Secret
 			Namespace:   es.Namespace,
 			Name:        TargetName(es),
 			Labels:      map[string]string{annotations.Managed: "true"},
-			Annotations: map[string]string{annotations.DataHash: DataHash(data)},
+			Annotations: map[string]string{annotations.DataHash: DataHash(data), annotations.ExternalSecretName: es.Name},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,

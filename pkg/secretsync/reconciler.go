@@ -23,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
 )
 
@@ -113,7 +115,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	start := now
-	data, err := r.read(ctx, es)
+	data, versions, err := r.read(ctx, es, policy)
 	provider := "vault"
 	if err != nil {
 		var denied *resolve.DeniedError
@@ -141,7 +143,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "success").Inc()
 	lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(1)
 	refreshed := metav1.NewTime(now)
-	if err := r.setReady(ctx, es, metav1.ConditionTrue, ReasonSynced, "Secret is synced", &refreshed); err != nil {
+	msg := "Secret is synced"
+	if policy == v1alpha1.CreationPolicyNone {
+		msg = "remote versions are current (creationPolicy None: no Secret)"
+	}
+	if err := r.setReady(ctx, es, metav1.ConditionTrue, ReasonSynced, msg, &synced{at: refreshed, versions: versions}); err != nil {
 		return reconcile.Result{}, err
 	}
 	if interval := refreshInterval(es); interval > 0 {
@@ -199,21 +205,41 @@ func (r *Reconciler) target(ctx context.Context, es *v1alpha1.ExternalSecret, po
 	return s, nil
 }
 
-func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret) (map[string][]byte, error) {
+// read returns the data of es, or for creationPolicy None only the remote
+// versions: an ExternalSecret used by injected pods alone is tracked without
+// reading its values wherever the provider allows. Where it does not (Vault
+// KV v1), the version is a digest of the data.
+func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy) (map[string][]byte, map[string]string, error) {
 	src, err := r.Resolver.ForExternalSecret(ctx, es)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p, err := r.Providers(ctx, src)
 	if err != nil {
-		return nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
+		return nil, nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
+	}
+	if policy == v1alpha1.CreationPolicyNone {
+		versions, err := fetch.Versions(ctx, p, mutate.PlanData(es.Spec.Data), mutate.PlanDataFrom(es.Spec.DataFrom))
+		if err == nil {
+			return nil, versions, nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return nil, nil, &providerError{err}
+		}
 	}
 	data, err := resolveData(ctx, p, es)
 	if err != nil {
-		return nil, &providerError{err}
+		return nil, nil, &providerError{err}
 	}
-	return data, nil
+	if policy == v1alpha1.CreationPolicyNone {
+		return nil, map[string]string{ContentVersionKey: "sha256:" + DataHash(data)}, nil
+	}
+	return data, nil, nil
 }
+
+// ContentVersionKey is the key of status.versions that holds a digest of the
+// data where the provider has no versions.
+const ContentVersionKey = "content"
 
 // providerError marks errors that come from the provider or its auth, as
 // opposed to the API server.
@@ -276,16 +302,23 @@ func mergeMaps(base, over map[string]string) map[string]string {
 	return out
 }
 
-// setReady writes the Ready condition; refreshed, when set, records a
-// successful sync of the current generation.
-func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string, refreshed *metav1.Time) error {
+// synced is what a successful sync records in the status.
+type synced struct {
+	at       metav1.Time
+	versions map[string]string
+}
+
+// setReady writes the Ready condition; ok, when set, records a successful
+// sync of the current generation.
+func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string, ok *synced) error {
 	patch := client.MergeFrom(es.DeepCopy())
 	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
 	})
-	if refreshed != nil {
-		es.Status.RefreshTime = refreshed
+	if ok != nil {
+		es.Status.RefreshTime = &ok.at
 		es.Status.SyncedResourceVersion = strconv.FormatInt(es.Generation, 10)
+		es.Status.Versions = ok.versions
 	}
 	return r.Client.Status().Patch(ctx, es, patch)
 }

@@ -18,6 +18,10 @@ import (
 // tests run the agent binary with the stored container's args and env.
 const agentImage = "ghcr.io/keyhook/init-agent:e2e"
 
+// rolloutDebounce is the storm guard of the webhook under test, shorter than
+// the default so that the tests wait less.
+const rolloutDebounce = 3 * time.Second
+
 var (
 	cluster  *framework.Cluster
 	vault    *framework.Vault
@@ -67,7 +71,7 @@ func run(m *testing.M) int {
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}
-	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage}); err != nil {
+	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage, Args: []string{"--rollout-debounce=" + rolloutDebounce.String()}}); err != nil {
 		return fail("webhook", err)
 	}
 	defer webhook.Stop()

@@ -81,7 +81,7 @@ func TestSyncCreatesSecretAndKeepsItCurrent(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: "db",
 			Labels:      map[string]string{"keyhook.dev/managed": "true"},
-			Annotations: map[string]string{"keyhook.dev/data-hash": got.Annotations["keyhook.dev/data-hash"]},
+			Annotations: map[string]string{"keyhook.dev/data-hash": got.Annotations["keyhook.dev/data-hash"], "keyhook.dev/external-secret": "db-creds"},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "keyhook.dev/v1alpha1", Kind: "ExternalSecret", Name: "db-creds", UID: es.UID,
 				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),

@@ -172,6 +172,12 @@ type ExternalSecretStatus struct {
 	// SyncedResourceVersion is the generation of the spec last synced.
 	// +optional
 	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
+
+	// Versions are the remote versions seen at the last sync, by remote key
+	// (for Vault KV v2, the secret's current_version). Workloads that inject
+	// this ExternalSecret roll out when they change.
+	// +optional
+	Versions map[string]string `json:"versions,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -156,7 +156,7 @@ func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error)
 // metadata, without reading its value.
 func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, error) {
 	if p.version != 2 {
-		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, fetch.ErrInvalid)
+		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, errors.ErrUnsupported)
 	}
 	key = strings.Trim(key, "/")
 	m, err := p.client.KVv2(p.mount).GetMetadata(ctx, key)
