@@ -60,6 +60,7 @@ type Config struct {
 	EnableWebhook        bool
 	EnableSync           bool
 	RolloutDebounce      time.Duration
+	ProviderCacheTTL     time.Duration
 	LeaderElect          bool
 	LeaderElectionNS     string
 	GracefulShutdown     time.Duration
@@ -80,6 +81,7 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.BoolVar(&c.EnableWebhook, "enable-webhook", true, "serve the pod-injection admission webhook")
 	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
 	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
+	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 10*time.Second, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
 	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
@@ -191,6 +193,7 @@ func run(args []string) error {
 			APIReader: mgr.GetAPIReader(),
 			Resolver:  resolver,
 			Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
+			Reads:     secretsync.NewReadCache(cfg.ProviderCacheTTL, clock.RealClock{}),
 			Recorder:  mgr.GetEventRecorder("keyhook"),
 			Clock:     clock.RealClock{},
 		}).SetupWithManager(mgr); err != nil {

@@ -73,7 +73,10 @@ type Reconciler struct {
 	APIReader client.Reader
 	Resolver  *resolve.Resolver
 	Providers ProviderFactory
-	Recorder  events.EventRecorder
+	// Reads lets ExternalSecrets that read the same remote secret share one
+	// provider read; nil reads every time.
+	Reads    *ReadCache
+	Recorder events.EventRecorder
 	Clock     clock.PassiveClock
 }
 
@@ -214,7 +217,12 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := r.Providers(ctx, src)
+	var p fetch.Provider
+	if r.Reads != nil {
+		p, err = r.Reads.Provider(src, r.Providers, refreshInterval(es))
+	} else {
+		p, err = r.Providers(ctx, src)
+	}
 	if err != nil {
 		return nil, nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
 	}

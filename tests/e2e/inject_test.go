@@ -282,6 +282,10 @@ func TestInjectDeploymentFromVault(t *testing.T) {
 		t.Errorf("files written by the agent differ from Vault (-want +got):\n%s", diff)
 	}
 
+	if m := scrape(t, webhook.MetricsURL); !strings.Contains(m, `keyhook_admissions_total{result="injected"}`) {
+		t.Errorf("metrics do not count the injection")
+	}
+
 	// No value anywhere a user or an attacker with read access would look.
 	podJSON, _ := json.Marshal(pod)
 	events := &corev1.EventList{}
@@ -470,6 +474,10 @@ func TestAdmissionDenials(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	if m := scrape(t, webhook.MetricsURL); !strings.Contains(m, `keyhook_admissions_total{result="denied"}`) {
+		t.Errorf("metrics do not count the denials")
 	}
 
 	// The same tenant's own ExternalSecret, through the cluster store once

@@ -1,0 +1,183 @@
+package secretsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+// ProviderCalls counts calls to providers by the sync, by provider, call
+// (login, get_secret, current_version) and status (success, not_found,
+// access_denied, invalid, error).
+var ProviderCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "keyhook_provider_calls_total",
+	Help: "Calls from the sync to secret providers, by provider, call and status.",
+}, []string{"provider", "call", "status"})
+
+func init() {
+	metrics.Registry.MustRegister(ProviderCalls)
+}
+
+func callStatus(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case errors.Is(err, fetch.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, fetch.ErrAccessDenied):
+		return "access_denied"
+	case errors.Is(err, fetch.ErrInvalid):
+		return "invalid"
+	default:
+		return "error"
+	}
+}
+
+// ReadCache lets ExternalSecrets that read the same remote secret within a
+// short window share one provider read (and one login). Entries are scoped by
+// the reader's namespace and the store's whole configuration, so a namespace
+// only ever gets what was read with its own identity and store.
+type ReadCache struct {
+	// TTL bounds how old a shared read may be; a reader whose refresh
+	// interval is shorter uses that instead.
+	TTL   time.Duration
+	Clock clock.PassiveClock
+
+	mu      sync.Mutex
+	entries map[string]cacheEntry
+	flight  singleflight.Group
+}
+
+type cacheEntry struct {
+	value []byte
+	at    time.Time
+}
+
+// NewReadCache returns an empty cache.
+func NewReadCache(ttl time.Duration, c clock.PassiveClock) *ReadCache {
+	return &ReadCache{TTL: ttl, Clock: c, entries: map[string]cacheEntry{}}
+}
+
+// Provider returns a provider for src that serves reads from the cache and
+// builds (logs in with) the real one, from factory, only on a miss.
+func (c *ReadCache) Provider(src *resolve.Source, factory ProviderFactory, maxAge time.Duration) (fetch.Provider, error) {
+	spec, err := json.Marshal(src.Store)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(spec)
+	scope := fmt.Sprintf("%s\x00%s\x00%s\x00%s", src.ExternalSecret.Namespace, src.StoreKind, src.StoreName, hex.EncodeToString(sum[:]))
+	if maxAge <= 0 || maxAge > c.TTL {
+		maxAge = c.TTL
+	}
+	return &cachedProvider{cache: c, scope: scope, maxAge: maxAge, src: src, factory: factory}, nil
+}
+
+type cachedProvider struct {
+	cache   *ReadCache
+	scope   string
+	maxAge  time.Duration
+	src     *resolve.Source
+	factory ProviderFactory
+
+	mu    sync.Mutex
+	inner fetch.Provider
+}
+
+var (
+	_ fetch.Provider      = (*cachedProvider)(nil)
+	_ fetch.VersionProber = (*cachedProvider)(nil)
+)
+
+func (p *cachedProvider) provider(ctx context.Context) (fetch.Provider, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inner != nil {
+		return p.inner, nil
+	}
+	inner, err := p.factory(ctx, p.src)
+	ProviderCalls.WithLabelValues("vault", "login", callStatus(err)).Inc()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", p.src.StoreKind, p.src.StoreName, err)
+	}
+	p.inner = inner
+	return inner, nil
+}
+
+func (p *cachedProvider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
+	return p.cached(ctx, "get_secret", ref.Key+"\x00"+ref.Version, func(inner fetch.Provider) ([]byte, error) {
+		return inner.GetSecret(ctx, ref)
+	})
+}
+
+func (p *cachedProvider) CurrentVersion(ctx context.Context, key string) (string, error) {
+	v, err := p.cached(ctx, "current_version", key, func(inner fetch.Provider) ([]byte, error) {
+		prober, ok := inner.(fetch.VersionProber)
+		if !ok {
+			return nil, fmt.Errorf("the provider has no versions: %w", errors.ErrUnsupported)
+		}
+		v, err := prober.CurrentVersion(ctx, key)
+		return []byte(v), err
+	})
+	return string(v), err
+}
+
+func (p *cachedProvider) cached(ctx context.Context, call, key string, read func(fetch.Provider) ([]byte, error)) ([]byte, error) {
+	c := p.cache
+	k := p.scope + "\x00" + call + "\x00" + key
+	now := c.Clock.Now()
+	c.mu.Lock()
+	e, ok := c.entries[k]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < p.maxAge {
+		return e.value, nil
+	}
+	// Concurrent readers of one key wait for one read.
+	v, err, _ := c.flight.Do(k, func() (any, error) {
+		inner, err := p.provider(ctx)
+		if err != nil {
+			return nil, err
+		}
+		at := c.Clock.Now()
+		b, err := read(inner)
+		ProviderCalls.WithLabelValues("vault", call, callStatus(err)).Inc()
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.entries[k] = cacheEntry{value: b, at: at}
+		c.evictLocked(at)
+		c.mu.Unlock()
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// evictLocked drops expired entries now and then, so that values do not
+// linger in memory longer than they can be served.
+func (c *ReadCache) evictLocked(now time.Time) {
+	if len(c.entries) < 256 {
+		return
+	}
+	for k, e := range c.entries {
+		if now.Sub(e.at) >= c.TTL {
+			delete(c.entries, k)
+		}
+	}
+}
