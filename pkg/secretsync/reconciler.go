@@ -77,7 +77,7 @@ type Reconciler struct {
 	// provider read; nil reads every time.
 	Reads    *ReadCache
 	Recorder events.EventRecorder
-	Clock     clock.PassiveClock
+	Clock    clock.PassiveClock
 }
 
 var _ reconcile.Reconciler = (*Reconciler)(nil)
