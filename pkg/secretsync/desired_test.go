@@ -1,0 +1,146 @@
+package secretsync
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+)
+
+func es(opts ...func(*v1alpha1.ExternalSecret)) *v1alpha1.ExternalSecret {
+	e := &v1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db", UID: "uid-1", Generation: 2}}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+func policy(p v1alpha1.CreationPolicy) func(*v1alpha1.ExternalSecret) {
+	return func(e *v1alpha1.ExternalSecret) { e.Spec.Target.CreationPolicy = p }
+}
+
+func TestDesired(t *testing.T) {
+	data := map[string][]byte{"password": []byte("p"), "user": []byte("u")}
+	hash := DataHash(data)
+	for _, tc := range []struct {
+		name string
+		es   *v1alpha1.ExternalSecret
+		want *corev1.Secret
+	}{
+		{"owner (default)", es(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db",
+				Labels:      map[string]string{"keyhook.dev/managed": "true"},
+				Annotations: map[string]string{"keyhook.dev/data-hash": hash, "keyhook.dev/external-secret": "db"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "keyhook.dev/v1alpha1", Kind: "ExternalSecret", Name: "db", UID: "uid-1",
+					Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
+			Type: corev1.SecretTypeOpaque, Data: data,
+		}},
+		{"orphan, other name", es(policy(v1alpha1.CreationPolicyOrphan), func(e *v1alpha1.ExternalSecret) { e.Spec.Target.Name = "db-secret" }), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db-secret",
+				Labels:      map[string]string{"keyhook.dev/managed": "true"},
+				Annotations: map[string]string{"keyhook.dev/data-hash": hash, "keyhook.dev/external-secret": "db"}},
+			Type: corev1.SecretTypeOpaque, Data: data,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Desired(tc.es, data)); diff != "" {
+				t.Errorf("desired Secret (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDataHash(t *testing.T) {
+	a := DataHash(map[string][]byte{"a": []byte("bc")})
+	for name, other := range map[string]map[string][]byte{
+		"key/value boundary moved": {"ab": []byte("c")},
+		"value changed":            {"a": []byte("bd")},
+		"key added":                {"a": []byte("bc"), "d": nil},
+	} {
+		if DataHash(other) == a {
+			t.Errorf("%s: hashes alike", name)
+		}
+	}
+	if DataHash(map[string][]byte{"x": []byte("1"), "y": []byte("2")}) != DataHash(map[string][]byte{"y": []byte("2"), "x": []byte("1")}) {
+		t.Error("hash depends on map order")
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	data := map[string][]byte{"password": []byte("p")}
+	current := Desired(es(), data)
+	edited := current.DeepCopy()
+	edited.Data["password"] = []byte("changed by hand")
+	unlabelled := current.DeepCopy()
+	unlabelled.Labels = nil
+	merged := Merge(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Data: map[string][]byte{"theirs": []byte("x")}}, data)
+	for _, tc := range []struct {
+		name     string
+		existing *corev1.Secret
+		es       *v1alpha1.ExternalSecret
+		data     map[string][]byte
+		want     bool
+	}{
+		{"missing", nil, es(), data, false},
+		{"as written", current, es(), data, true},
+		{"new data", current, es(), map[string][]byte{"password": []byte("q")}, false},
+		{"edited by hand", edited, es(), data, false},
+		{"label removed", unlabelled, es(), data, false},
+		{"merged, other keys ignored", merged, es(policy(v1alpha1.CreationPolicyMerge)), data, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := UpToDate(tc.existing, tc.es, tc.data); got != tc.want {
+				t.Errorf("UpToDate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if diff := cmp.Diff(map[string][]byte{"theirs": []byte("x"), "password": []byte("p")}, merged.Data); diff != "" {
+		t.Errorf("Merge data (-want +got):\n%s", diff)
+	}
+}
+
+func TestDue(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r := &Reconciler{Clock: clocktesting.NewFakePassiveClock(now)}
+	synced := func(ago time.Duration, interval time.Duration, ready metav1.ConditionStatus) *v1alpha1.ExternalSecret {
+		return es(func(e *v1alpha1.ExternalSecret) {
+			e.Spec.RefreshInterval = &metav1.Duration{Duration: interval}
+			e.Status.RefreshTime = &metav1.Time{Time: now.Add(-ago)}
+			e.Status.SyncedResourceVersion = "2"
+			e.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: ready}}
+		})
+	}
+	secret := &corev1.Secret{}
+	for _, tc := range []struct {
+		name     string
+		es       *v1alpha1.ExternalSecret
+		existing *corev1.Secret
+		wantDue  bool
+		wantWait time.Duration
+	}{
+		{"never synced", es(), nil, true, 0},
+		{"synced, not yet due", synced(10*time.Second, time.Minute, metav1.ConditionTrue), secret, false, 50 * time.Second},
+		{"synced, due", synced(time.Minute, time.Minute, metav1.ConditionTrue), secret, true, 0},
+		{"last sync failed", synced(time.Second, time.Hour, metav1.ConditionFalse), secret, true, 0},
+		{"Secret deleted", synced(time.Second, time.Hour, metav1.ConditionTrue), nil, true, 0},
+		{"spec changed", func() *v1alpha1.ExternalSecret {
+			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
+			e.Generation = 3
+			return e
+		}(), secret, true, 0},
+		{"refreshInterval 0 syncs once", synced(24*time.Hour, 0, metav1.ConditionTrue), secret, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wait, due := r.due(tc.es, tc.existing, now)
+			if due != tc.wantDue || wait != tc.wantWait {
+				t.Errorf("due = %v after %s, want %v after %s", due, wait, tc.wantDue, tc.wantWait)
+			}
+		})
+	}
+}
