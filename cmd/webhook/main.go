@@ -63,6 +63,9 @@ type Config struct {
 	ProviderCacheTTL     time.Duration
 	LeaderElect          bool
 	LeaderElectionNS     string
+	LeaseDuration        time.Duration
+	RenewDeadline        time.Duration
+	RetryPeriod          time.Duration
 	GracefulShutdown     time.Duration
 }
 
@@ -84,6 +87,9 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 10*time.Second, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
+	fs.DurationVar(&c.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait before taking over a lease that is not renewed")
+	fs.DurationVar(&c.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
+	fs.DurationVar(&c.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
 	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -101,6 +107,9 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	}
 	if c.AgentDeadline <= 0 {
 		errs = append(errs, fmt.Errorf("--agent-deadline %s must be positive", c.AgentDeadline))
+	}
+	if c.LeaderElect && !(c.RetryPeriod > 0 && c.RetryPeriod < c.RenewDeadline && c.RenewDeadline < c.LeaseDuration) {
+		errs = append(errs, fmt.Errorf("leader election needs 0 < --leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s)", c.RetryPeriod, c.RenewDeadline, c.LeaseDuration))
 	}
 	if c.RolloutDebounce < 0 {
 		errs = append(errs, fmt.Errorf("--rollout-debounce %s must not be negative", c.RolloutDebounce))
@@ -151,7 +160,12 @@ func run(args []string) error {
 		LeaderElection:          cfg.LeaderElect,
 		LeaderElectionID:        "keyhook.dev",
 		LeaderElectionNamespace: cfg.LeaderElectionNS,
-		GracefulShutdownTimeout: &cfg.GracefulShutdown,
+		LeaseDuration:           &cfg.LeaseDuration,
+		RenewDeadline:           &cfg.RenewDeadline,
+		RetryPeriod:             &cfg.RetryPeriod,
+		// Hand over at once on SIGTERM instead of after the lease expires.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &cfg.GracefulShutdown,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -227,6 +241,15 @@ func run(args []string) error {
 		return err
 	}
 
+	if cfg.LeaderElect {
+		go func() {
+			select {
+			case <-mgr.Elected():
+				logger.Info("elected leader: reconcilers running")
+			case <-ctx.Done():
+			}
+		}()
+	}
 	logger.Info("starting", "webhookPort", cfg.WebhookPort, "certDir", filepath.Clean(cfg.CertDir), "agentImage", cfg.AgentImage)
 	return mgr.Start(ctx)
 }

@@ -110,6 +110,15 @@ func (p *Process) Stop(grace time.Duration) error {
 	return p.err
 }
 
+// Kill kills the process group with SIGKILL and waits for it.
+func (p *Process) Kill() {
+	if p == nil || p.Exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -32,6 +32,9 @@ type Webhook struct {
 	CAPEM       []byte
 	ConfigName  string
 	certDir     string
+	bin         string
+	args        []string
+	log         string
 	port        int
 	metricsPort int
 	probePort   int
@@ -45,13 +48,18 @@ type WebhookOptions struct {
 	AgentImage string
 	// Args are extra flags.
 	Args []string
+	// Unregistered skips the MutatingWebhookConfiguration (for instances
+	// that only reconcile).
+	Unregistered bool
+	// Name names the log file; default keyhook-webhook.
+	Name string
 }
 
 // StartWebhook issues a CA and a serving certificate for 127.0.0.1, starts
 // the webhook with them, waits until it is ready and registers a
 // MutatingWebhookConfiguration for it with the CA as caBundle.
 func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
-	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook-tests"}
+	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook-tests", bin: opts.Binary}
 	var err error
 	if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
 		return nil, err
@@ -63,7 +71,12 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	}
 	w.URL = fmt.Sprintf("https://127.0.0.1:%d", w.port)
 	w.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", w.metricsPort)
-	args := append([]string{
+	name := opts.Name
+	if name == "" {
+		name = "keyhook-webhook"
+	}
+	w.log = filepath.Join(dir, name+".log")
+	w.args = append([]string{
 		"--kubeconfig=" + c.Kubeconfig,
 		"--webhook-host=127.0.0.1",
 		"--webhook-port=" + itoa(w.port),
@@ -72,8 +85,24 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 		"--health-probe-bind-address=127.0.0.1:" + itoa(w.probePort),
 		"--agent-image=" + opts.AgentImage,
 	}, opts.Args...)
-	if w.Proc, err = Start("keyhook-webhook", filepath.Join(dir, "keyhook-webhook.log"), os.Environ(), opts.Binary, args...); err != nil {
+	if err := w.Start(ctx); err != nil {
 		return nil, err
+	}
+	if opts.Unregistered {
+		return w, nil
+	}
+	cfg := MutatingWebhookConfiguration(w.ConfigName, w.URL+admission.PodPath, w.CAPEM)
+	if err := c.Client.Create(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Start starts (or restarts) the webhook process and waits until it is ready.
+func (w *Webhook) Start(ctx context.Context) error {
+	var err error
+	if w.Proc, err = Start("keyhook-webhook", w.log, os.Environ(), w.bin, w.args...); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -91,17 +120,16 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	})
 	if err != nil {
 		_ = w.Proc.Stop(5 * time.Second)
-		return nil, fmt.Errorf("waiting for keyhook-webhook: %w\n%s", err, tail(w.Proc.Output(), 30))
+		return fmt.Errorf("waiting for keyhook-webhook: %w\n%s", err, tail(w.Proc.Output(), 30))
 	}
-	cfg := MutatingWebhookConfiguration(w.ConfigName, w.URL+admission.PodPath, w.CAPEM)
-	if err := c.Client.Create(ctx, cfg); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return nil
 }
 
 // Stop stops the webhook process; its configuration stays registered.
 func (w *Webhook) Stop() error { return w.Proc.Stop(10 * time.Second) }
+
+// Kill kills the process at once, as a node failure would.
+func (w *Webhook) Kill() { w.Proc.Kill() }
 
 // MutatingWebhookConfiguration is the registration of keyhook's pod webhook
 // at url, as manifests/webhook has it for a cluster. Only pods that carry
