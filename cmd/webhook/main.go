@@ -180,7 +180,10 @@ func run(args []string) error {
 		}
 	}
 
-	resolver := &resolve.Resolver{Reader: mgr.GetCache()}
+	// A reference the cache cannot find is confirmed against the API server
+	// before it is denied: an ExternalSecret applied together with its
+	// Deployment may not have reached the informer yet.
+	resolver := &resolve.Resolver{Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}}
 	if cfg.EnableWebhook {
 		// GetWebhookServer, not the variable, adds the server to the manager.
 		webhookServer = mgr.GetWebhookServer()

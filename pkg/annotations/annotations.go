@@ -41,6 +41,15 @@ const DefaultMountPath = "/var/run/secrets/keyhook"
 // OptOut is the value of Inject that turns injection off for a pod.
 const OptOut = "false"
 
+// Keys users set on ExternalSecrets.
+const (
+	// ForceSync, set to a new value, syncs an ExternalSecret at once instead
+	// of at its next refresh. Any value; a timestamp is customary.
+	//
+	//	keyhook.dev/force-sync: "2026-11-22T10:00:00Z"
+	ForceSync = prefix + "force-sync"
+)
+
 // Keys keyhook writes on the Secrets it manages.
 const (
 	// Managed labels every Secret keyhook materialises; its cache watches

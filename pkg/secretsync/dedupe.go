@@ -72,7 +72,9 @@ func NewReadCache(ttl time.Duration, c clock.PassiveClock) *ReadCache {
 }
 
 // Provider returns a provider for src that serves reads from the cache and
-// builds (logs in with) the real one, from factory, only on a miss.
+// builds (logs in with) the real one, from factory, only on a miss. maxAge
+// bounds how old a shared read this reader accepts (at most TTL); 0 accepts
+// none, as a forced sync must.
 func (c *ReadCache) Provider(src *resolve.Source, factory ProviderFactory, maxAge time.Duration) (fetch.Provider, error) {
 	spec, err := json.Marshal(src.Store)
 	if err != nil {
@@ -80,9 +82,7 @@ func (c *ReadCache) Provider(src *resolve.Source, factory ProviderFactory, maxAg
 	}
 	sum := sha256.Sum256(spec)
 	scope := fmt.Sprintf("%s\x00%s\x00%s\x00%s", src.ExternalSecret.Namespace, src.StoreKind, src.StoreName, hex.EncodeToString(sum[:]))
-	if maxAge <= 0 || maxAge > c.TTL {
-		maxAge = c.TTL
-	}
+	maxAge = min(maxAge, c.TTL)
 	return &cachedProvider{cache: c, scope: scope, maxAge: maxAge, src: src, factory: factory}, nil
 }
 

@@ -56,19 +56,32 @@ func putLen(b []byte, n int) {
 	}
 }
 
-// Desired returns the Secret that es with data should produce (Owner and
-// Orphan policies). For Merge, see Merge.
+// Desired returns the Secret that es with (rendered) data should produce
+// (Owner and Orphan policies); see Merge for Merge. The data-hash annotation
+// covers the data and the template's type, labels and annotations, so that a
+// change to either is written and nothing else is.
 func Desired(es *v1alpha1.ExternalSecret, data map[string][]byte) *corev1.Secret {
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   es.Namespace,
 			Name:        TargetName(es),
-			Labels:      map[string]string{annotations.Managed: "true"},
-			Annotations: map[string]string{annotations.DataHash: DataHash(data), annotations.ExternalSecretName: es.Name},
+			Labels:      map[string]string{},
+			Annotations: map[string]string{},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
 	}
+	if t := es.Spec.Target.Template; t != nil {
+		maps.Copy(s.Labels, t.Metadata.Labels)
+		maps.Copy(s.Annotations, t.Metadata.Annotations)
+		if t.Type != "" {
+			s.Type = t.Type
+		}
+	}
+	// keyhook's own keys win over the template's.
+	s.Labels[annotations.Managed] = "true"
+	s.Annotations[annotations.ExternalSecretName] = es.Name
+	s.Annotations[annotations.DataHash] = desiredHash(s, data)
 	if creationPolicy(es) == v1alpha1.CreationPolicyOwner {
 		s.OwnerReferences = []metav1.OwnerReference{{
 			APIVersion:         v1alpha1.GroupVersion.String(),
@@ -80,6 +93,23 @@ func Desired(es *v1alpha1.ExternalSecret, data map[string][]byte) *corev1.Secret
 		}}
 	}
 	return s
+}
+
+// desiredHash digests data with the type, labels and annotations keyhook
+// sets (all but the hash itself).
+func desiredHash(s *corev1.Secret, data map[string][]byte) string {
+	// NUL never occurs in a data key, so metadata cannot collide with data.
+	meta := map[string][]byte{"\x00type": []byte(s.Type)}
+	for k, v := range s.Labels {
+		meta["\x00label\x00"+k] = []byte(v)
+	}
+	for k, v := range s.Annotations {
+		if k != annotations.DataHash {
+			meta["\x00annotation\x00"+k] = []byte(v)
+		}
+	}
+	maps.Copy(meta, data)
+	return DataHash(meta)
 }
 
 // Merge returns existing with keyhook's keys of data written into it: the
@@ -97,28 +127,38 @@ func Merge(existing *corev1.Secret, data map[string][]byte) *corev1.Secret {
 	return out
 }
 
-// UpToDate reports whether existing already holds data as keyhook would write
-// it: the recorded hash matches, and the keys keyhook owns hold exactly data
-// (someone may have edited the Secret by hand). A Secret of another type is
-// never up to date.
+// UpToDate reports whether existing already is what keyhook would write:
+// the recorded hash matches the desired one, and the keys keyhook owns hold
+// exactly data (someone may have edited the Secret by hand).
 func UpToDate(existing *corev1.Secret, es *v1alpha1.ExternalSecret, data map[string][]byte) bool {
 	if existing == nil {
 		return false
 	}
-	want := DataHash(data)
-	if existing.Annotations[annotations.DataHash] != want {
-		return false
-	}
-	got := existing.Data
 	if creationPolicy(es) == v1alpha1.CreationPolicyMerge {
-		got = make(map[string][]byte, len(data))
+		if existing.Annotations[annotations.DataHash] != DataHash(data) {
+			return false
+		}
+		got := make(map[string][]byte, len(data))
 		for k := range data {
 			if v, ok := existing.Data[k]; ok {
 				got[k] = v
 			}
 		}
-	} else if existing.Labels[annotations.Managed] != "true" {
+		return DataHash(got) == DataHash(data)
+	}
+	want := Desired(es, data)
+	if existing.Annotations[annotations.DataHash] != want.Annotations[annotations.DataHash] || existing.Type != want.Type {
 		return false
 	}
-	return DataHash(got) == want
+	for k, v := range want.Labels {
+		if existing.Labels[k] != v {
+			return false
+		}
+	}
+	for k, v := range want.Annotations {
+		if existing.Annotations[k] != v {
+			return false
+		}
+	}
+	return DataHash(existing.Data) == DataHash(data)
 }

@@ -1,6 +1,7 @@
 package secretsync
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +28,6 @@ func policy(p v1alpha1.CreationPolicy) func(*v1alpha1.ExternalSecret) {
 
 func TestDesired(t *testing.T) {
 	data := map[string][]byte{"password": []byte("p"), "user": []byte("u")}
-	hash := DataHash(data)
 	for _, tc := range []struct {
 		name string
 		es   *v1alpha1.ExternalSecret
@@ -36,7 +36,7 @@ func TestDesired(t *testing.T) {
 		{"owner (default)", es(), &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db",
 				Labels:      map[string]string{"keyhook.dev/managed": "true"},
-				Annotations: map[string]string{"keyhook.dev/data-hash": hash, "keyhook.dev/external-secret": "db"},
+				Annotations: map[string]string{"keyhook.dev/external-secret": "db"},
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "keyhook.dev/v1alpha1", Kind: "ExternalSecret", Name: "db", UID: "uid-1",
 					Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
 			Type: corev1.SecretTypeOpaque, Data: data,
@@ -44,12 +44,15 @@ func TestDesired(t *testing.T) {
 		{"orphan, other name", es(policy(v1alpha1.CreationPolicyOrphan), func(e *v1alpha1.ExternalSecret) { e.Spec.Target.Name = "db-secret" }), &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db-secret",
 				Labels:      map[string]string{"keyhook.dev/managed": "true"},
-				Annotations: map[string]string{"keyhook.dev/data-hash": hash, "keyhook.dev/external-secret": "db"}},
+				Annotations: map[string]string{"keyhook.dev/external-secret": "db"}},
 			Type: corev1.SecretTypeOpaque, Data: data,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, Desired(tc.es, data)); diff != "" {
+			got := Desired(tc.es, data)
+			// The hash is checked for what it must tell apart in TestDesiredHash.
+			tc.want.Annotations["keyhook.dev/data-hash"] = got.Annotations["keyhook.dev/data-hash"]
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("desired Secret (-want +got):\n%s", diff)
 			}
 		})
@@ -135,11 +138,125 @@ func TestDue(t *testing.T) {
 			return e
 		}(), secret, true, 0},
 		{"refreshInterval 0 syncs once", synced(24*time.Hour, 0, metav1.ConditionTrue), secret, false, 0},
+		{"force-sync annotation changed", func() *v1alpha1.ExternalSecret {
+			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
+			e.Annotations = map[string]string{"keyhook.dev/force-sync": "now"}
+			return e
+		}(), secret, true, 0},
+		{"force-sync annotation already synced", func() *v1alpha1.ExternalSecret {
+			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
+			e.Annotations = map[string]string{"keyhook.dev/force-sync": "now"}
+			e.Status.ForceSync = "now"
+			return e
+		}(), secret, false, time.Hour - time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wait, due := r.due(tc.es, tc.existing, now)
 			if due != tc.wantDue || wait != tc.wantWait {
 				t.Errorf("due = %v after %s, want %v after %s", due, wait, tc.wantDue, tc.wantWait)
+			}
+		})
+	}
+}
+
+func withTemplate(t *v1alpha1.ExternalSecretTemplate) func(*v1alpha1.ExternalSecret) {
+	return func(e *v1alpha1.ExternalSecret) { e.Spec.Target.Template = t }
+}
+
+func TestDesiredHash(t *testing.T) {
+	data := map[string][]byte{"password": []byte("p")}
+	hash := func(e *v1alpha1.ExternalSecret, d map[string][]byte) string {
+		return Desired(e, d).Annotations["keyhook.dev/data-hash"]
+	}
+	base := hash(es(), data)
+	if len(base) != 64 {
+		t.Fatalf("hash %q is not a sha256", base)
+	}
+	if hash(es(), map[string][]byte{"password": []byte("p")}) != base {
+		t.Error("the same data hashes differently")
+	}
+	for name, other := range map[string]string{
+		"data":         hash(es(), map[string][]byte{"password": []byte("q")}),
+		"type":         hash(es(withTemplate(&v1alpha1.ExternalSecretTemplate{Type: corev1.SecretTypeBasicAuth})), data),
+		"label":        hash(es(withTemplate(&v1alpha1.ExternalSecretTemplate{Metadata: v1alpha1.ExternalSecretTemplateMetadata{Labels: map[string]string{"team": "a"}}})), data),
+		"annotation":   hash(es(withTemplate(&v1alpha1.ExternalSecretTemplate{Metadata: v1alpha1.ExternalSecretTemplateMetadata{Annotations: map[string]string{"note": "x"}}})), data),
+		"owner's name": hash(es(func(e *v1alpha1.ExternalSecret) { e.Name = "other" }), data),
+	} {
+		if other == base {
+			t.Errorf("a change of %s does not change the hash", name)
+		}
+	}
+}
+
+func TestDesiredWithTemplate(t *testing.T) {
+	e := es(withTemplate(&v1alpha1.ExternalSecretTemplate{
+		Type: corev1.SecretTypeBasicAuth,
+		Metadata: v1alpha1.ExternalSecretTemplateMetadata{
+			Labels:      map[string]string{"team": "a", "keyhook.dev/managed": "false"},
+			Annotations: map[string]string{"note": "rotated by keyhook"},
+		},
+	}))
+	got := Desired(e, map[string][]byte{"username": []byte("u"), "password": []byte("p")})
+	want := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "db",
+			Labels: map[string]string{"team": "a", "keyhook.dev/managed": "true"},
+			Annotations: map[string]string{"note": "rotated by keyhook", "keyhook.dev/external-secret": "db",
+				"keyhook.dev/data-hash": got.Annotations["keyhook.dev/data-hash"]},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "keyhook.dev/v1alpha1", Kind: "ExternalSecret", Name: "db", UID: "uid-1",
+				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
+		Type: corev1.SecretTypeBasicAuth,
+		Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("templated Secret (-want +got):\n%s", diff)
+	}
+}
+
+func TestRender(t *testing.T) {
+	const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	const key = "-----BEGIN PRIVATE KEY-----\nMIIC\n-----END PRIVATE KEY-----\n"
+	data := map[string][]byte{"user": []byte("app"), "password": []byte("s3cr3t-value"), "json": []byte(`{"host":"db","port":5432}`), "bundle": []byte(cert + key)}
+	for _, tc := range []struct {
+		name      string
+		tmpl      *v1alpha1.ExternalSecretTemplate
+		want      map[string][]byte
+		wantError string
+	}{
+		{"no template", nil, data, ""},
+		{"replace", &v1alpha1.ExternalSecretTemplate{Data: map[string]string{
+			"dsn":  "postgres://{{ .user }}:{{ .password }}@{{ (fromJson .json).host }}:{{ (fromJson .json).port }}",
+			"b64":  "{{ .user | b64enc }}",
+			"cert": `{{ pemBlocks "CERTIFICATE" .bundle }}`,
+		}}, map[string][]byte{
+			"dsn":  []byte("postgres://app:s3cr3t-value@db:5432"),
+			"b64":  []byte("YXBw"),
+			"cert": []byte(cert),
+		}, ""},
+		{"merge", &v1alpha1.ExternalSecretTemplate{MergePolicy: v1alpha1.TemplateMergeMerge, Data: map[string]string{"user": "{{ .user | upper }}"}},
+			map[string][]byte{"user": []byte("APP"), "password": []byte("s3cr3t-value"), "json": data["json"], "bundle": data["bundle"]}, ""},
+		{"missing key", &v1alpha1.ExternalSecretTemplate{Data: map[string]string{"x": "{{ .nope }}"}}, nil, `template.data["x"]`},
+		{"bad base64 does not quote the value", &v1alpha1.ExternalSecretTemplate{Data: map[string]string{"x": "{{ .password | b64dec }}"}}, nil, "b64dec: input is not base64"},
+		{"a value in a template error is withheld", &v1alpha1.ExternalSecretTemplate{Data: map[string]string{"x": `{{ index .password 99 }}`}}, nil, `template.data["x"]`},
+		{"parse error", &v1alpha1.ExternalSecretTemplate{Data: map[string]string{"x": "{{ .user "}}, nil, `template.data["x"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Render(tc.tmpl, data)
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantError)
+				}
+				for _, v := range data {
+					if strings.Contains(err.Error(), string(v)) {
+						t.Errorf("error %q quotes a secret value", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("rendered data (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/mutate"
@@ -128,6 +129,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "error").Inc()
 		lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(-1)
 		msg := "could not sync: " + err.Error()
+		if errors.Is(err, fetch.ErrNotFound) && es.Spec.Target.DeletionPolicy == v1alpha1.DeletionPolicyDelete &&
+			existing != nil && policy != v1alpha1.CreationPolicyMerge {
+			// The remote data is gone and the user asked for the Secret to go too.
+			if derr := r.Client.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); client.IgnoreNotFound(derr) != nil {
+				return reconcile.Result{}, derr
+			}
+			msg += "; Secret deleted (deletionPolicy Delete)"
+		}
 		r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, ReasonSyncedError, "Sync", msg)
 		if serr := r.setReady(ctx, es, metav1.ConditionFalse, ReasonSyncedError, msg, nil); serr != nil {
 			return reconcile.Result{}, serr
@@ -169,6 +178,8 @@ func (r *Reconciler) due(es *v1alpha1.ExternalSecret, existing *corev1.Secret, n
 		es.Status.SyncedResourceVersion != strconv.FormatInt(es.Generation, 10):
 		return 0, true
 	case existing == nil && creationPolicy(es) != v1alpha1.CreationPolicyNone:
+		return 0, true
+	case es.Annotations[annotations.ForceSync] != es.Status.ForceSync:
 		return 0, true
 	}
 	interval := refreshInterval(es)
@@ -219,7 +230,14 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	}
 	var p fetch.Provider
 	if r.Reads != nil {
-		p, err = r.Reads.Provider(src, r.Providers, refreshInterval(es))
+		maxAge := refreshInterval(es)
+		switch {
+		case es.Annotations[annotations.ForceSync] != es.Status.ForceSync:
+			maxAge = 0 // a forced sync reads afresh
+		case maxAge == 0:
+			maxAge = r.Reads.TTL // synced once: any recent read will do
+		}
+		p, err = r.Reads.Provider(src, r.Providers, maxAge)
 	} else {
 		p, err = r.Providers(ctx, src)
 	}
@@ -238,6 +256,11 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	data, err := resolveData(ctx, p, es)
 	if err != nil {
 		return nil, nil, &providerError{err}
+	}
+	if policy != v1alpha1.CreationPolicyNone {
+		if data, err = Render(es.Spec.Target.Template, data); err != nil {
+			return nil, nil, &providerError{err}
+		}
 	}
 	if policy == v1alpha1.CreationPolicyNone {
 		return nil, map[string]string{ContentVersionKey: "sha256:" + DataHash(data)}, nil
@@ -327,6 +350,7 @@ func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, 
 		es.Status.RefreshTime = &ok.at
 		es.Status.SyncedResourceVersion = strconv.FormatInt(es.Generation, 10)
 		es.Status.Versions = ok.versions
+		es.Status.ForceSync = es.Annotations[annotations.ForceSync]
 	}
 	return r.Client.Status().Patch(ctx, es, patch)
 }

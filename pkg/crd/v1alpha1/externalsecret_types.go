@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -123,6 +124,53 @@ type ExternalSecretTarget struct {
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Template shapes the Secret: its type, extra labels and annotations, and
+	// data rendered from the fetched values. Never changes metadata.name.
+	// +optional
+	Template *ExternalSecretTemplate `json:"template,omitempty"`
+}
+
+// TemplateMergePolicy says how templated data combines with fetched data.
+// +kubebuilder:validation:Enum=Replace;Merge
+type TemplateMergePolicy string
+
+const (
+	// TemplateMergeReplace writes only the templated keys (when template.data is set).
+	TemplateMergeReplace TemplateMergePolicy = "Replace"
+	// TemplateMergeMerge writes the fetched keys and the templated keys; templated win.
+	TemplateMergeMerge TemplateMergePolicy = "Merge"
+)
+
+// ExternalSecretTemplate shapes the materialised Secret.
+type ExternalSecretTemplate struct {
+	// Type of the Secret, e.g. kubernetes.io/dockerconfigjson. Default Opaque.
+	// +optional
+	Type corev1.SecretType `json:"type,omitempty"`
+
+	// Metadata adds labels and annotations to the Secret.
+	// +optional
+	Metadata ExternalSecretTemplateMetadata `json:"metadata,omitempty"`
+
+	// Data maps Secret keys to Go text/template strings over the fetched
+	// values: {{ .password }}, with b64enc, b64dec, toJson, fromJson, upper,
+	// lower, trim and pemBlocks "CERTIFICATE" available.
+	// +optional
+	Data map[string]string `json:"data,omitempty"`
+
+	// MergePolicy says whether the fetched keys are written beside the
+	// templated ones (Merge) or not (Replace).
+	// +kubebuilder:default=Replace
+	// +optional
+	MergePolicy TemplateMergePolicy `json:"mergePolicy,omitempty"`
+}
+
+// ExternalSecretTemplateMetadata is added to the Secret's metadata.
+type ExternalSecretTemplateMetadata struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // ExternalSecretSpec says what to fetch and where it goes.
@@ -168,6 +216,11 @@ type ExternalSecretStatus struct {
 	// RefreshTime is when the data was last read.
 	// +optional
 	RefreshTime *metav1.Time `json:"refreshTime,omitempty"`
+
+	// ForceSync is the value of the keyhook.dev/force-sync annotation at
+	// the last sync; a new value syncs at once.
+	// +optional
+	ForceSync string `json:"forceSync,omitempty"`
 
 	// SyncedResourceVersion is the generation of the spec last synced.
 	// +optional
