@@ -37,6 +37,15 @@ type VersionProber interface {
 	CurrentVersion(ctx context.Context, key string) (string, error)
 }
 
+// Finder is implemented by providers that can read many secrets by name in
+// few calls (dataFrom.find).
+type Finder interface {
+	// Find returns the value of every secret whose name starts with path
+	// (Secrets Manager) or lies under it (Parameter Store, recursively),
+	// keyed by full name.
+	Find(ctx context.Context, path string) (map[string][]byte, error)
+}
+
 // Classes of provider errors. Errors that wrap none of them are transient:
 // worth retrying.
 var (

@@ -20,7 +20,20 @@ func Resolve(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.
 	r := &reader{p: p, seen: map[Ref][]byte{}}
 	out := make(map[string][]byte, len(data))
 	for _, df := range dataFrom {
-		ref := df.Extract
+		if df.Find != nil {
+			fields, err := r.find(ctx, df.Find.Path)
+			if err != nil {
+				return nil, &KeyError{Key: df.Find.Path, Remote: df.Find.Path, Err: err}
+			}
+			for k, v := range fields {
+				out[k] = v
+			}
+			continue
+		}
+		if df.Extract == nil {
+			continue
+		}
+		ref := *df.Extract
 		raw, err := r.get(ctx, Ref{Key: ref.Key, Version: ref.Version})
 		if err != nil {
 			return nil, &KeyError{Key: ref.Key, Remote: ref.Key, Err: err}
@@ -51,6 +64,38 @@ func Resolve(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.
 type reader struct {
 	p    Provider
 	seen map[Ref][]byte
+}
+
+// find reads the secrets under path and names each by its name relative to
+// path, with "/" turned into "_" so that every name is a valid file name and
+// Secret key.
+func (r *reader) find(ctx context.Context, path string) (map[string][]byte, error) {
+	f, ok := r.p.(Finder)
+	if !ok {
+		return nil, fmt.Errorf("dataFrom.find is not supported by this provider: %w", ErrInvalid)
+	}
+	found, err := f.Find(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(found))
+	for name, v := range found {
+		key := FindKey(path, name)
+		if !plan.ValidFileName(key) {
+			return nil, fmt.Errorf("secret %q found under %q has no valid key name (%q): %w", name, path, key, ErrInvalid)
+		}
+		out[key] = v
+	}
+	return out, nil
+}
+
+// FindKey is the key dataFrom.find gives the secret name found under path.
+func FindKey(path, name string) string {
+	rel := strings.TrimPrefix(name, path)
+	if rel == "" {
+		rel = name
+	}
+	return strings.ReplaceAll(strings.Trim(rel, "/"), "/", "_")
 }
 
 func (r *reader) get(ctx context.Context, ref Ref) ([]byte, error) {
@@ -180,7 +225,11 @@ func fieldList(obj map[string]any) string {
 func Versions(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.DataFrom) (map[string]string, error) {
 	refs := make([]plan.Ref, 0, len(data)+len(dataFrom))
 	for _, df := range dataFrom {
-		refs = append(refs, df.Extract)
+		if df.Extract == nil {
+			// The set of secrets a find matches has no one version.
+			return nil, fmt.Errorf("dataFrom.find has no version: %w", errors.ErrUnsupported)
+		}
+		refs = append(refs, *df.Extract)
 	}
 	for _, d := range data {
 		refs = append(refs, d.Ref)

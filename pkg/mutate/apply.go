@@ -224,10 +224,12 @@ func PlanData(in []v1alpha1.ExternalSecretData) []plan.Data {
 func PlanDataFrom(in []v1alpha1.ExternalSecretDataFrom) []plan.DataFrom {
 	var out []plan.DataFrom
 	for _, d := range in {
-		if d.Extract == nil {
-			continue
+		switch {
+		case d.Extract != nil:
+			out = append(out, plan.DataFrom{Extract: &plan.Ref{Key: d.Extract.Key, Property: d.Extract.Property, Version: d.Extract.Version}})
+		case d.Find != nil:
+			out = append(out, plan.DataFrom{Find: &plan.Find{Path: d.Find.Path}})
 		}
-		out = append(out, plan.DataFrom{Extract: plan.Ref{Key: d.Extract.Key, Property: d.Extract.Property, Version: d.Extract.Version}})
 	}
 	return out
 }

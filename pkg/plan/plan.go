@@ -66,7 +66,13 @@ type Data struct {
 
 // DataFrom expands one remote secret into files.
 type DataFrom struct {
-	Extract Ref `json:"extract"`
+	Extract *Ref  `json:"extract,omitempty"`
+	Find    *Find `json:"find,omitempty"`
+}
+
+// Find reads every remote secret under a path, one key each.
+type Find struct {
+	Path string `json:"path"`
 }
 
 // Store is the provider configuration the agent needs. Exactly one provider is set.

@@ -236,7 +236,7 @@ func TestInjectDeploymentFromVault(t *testing.T) {
 			Store: plan.Store{Kind: "SecretStore", Name: "vault", Vault: &plan.Vault{Server: vault.Addr, Path: "secret", KVVersion: 2,
 				Kubernetes: &plan.VaultKubernetes{MountPath: "kubernetes", Role: ns, TokenPath: mutate.TokenDir + "/token-0"}}},
 			Data:     []plan.Data{{SecretKey: "token", Ref: plan.Ref{Key: ns + "/api", Property: "token"}}},
-			DataFrom: []plan.DataFrom{{Extract: plan.Ref{Key: ns + "/api", Property: "config.nested"}}},
+			DataFrom: []plan.DataFrom{{Extract: &plan.Ref{Key: ns + "/api", Property: "config.nested"}}},
 		},
 	}}
 	if diff := cmp.Diff(wantPlan, p); diff != "" {

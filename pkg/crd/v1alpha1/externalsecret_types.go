@@ -76,11 +76,26 @@ type ExternalSecretExtract struct {
 	Version string `json:"version,omitempty"`
 }
 
+// ExternalSecretFind selects remote secrets by name.
+type ExternalSecretFind struct {
+	// Path is a name prefix (Secrets Manager) or a parameter path
+	// (Parameter Store, read recursively), e.g. "/team-a/".
+	// +kubebuilder:validation:MinLength=1
+	Path string `json:"path"`
+}
+
 // ExternalSecretDataFrom reads many keys at once.
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
 type ExternalSecretDataFrom struct {
 	// Extract expands the fields of one remote secret into keys.
 	// +optional
 	Extract *ExternalSecretExtract `json:"extract,omitempty"`
+
+	// Find reads every remote secret whose name matches, one key per
+	// secret (AWS Secrets Manager and SSM Parameter Store).
+	// +optional
+	Find *ExternalSecretFind `json:"find,omitempty"`
 }
 
 // CreationPolicy says how the target Secret is owned.

@@ -23,6 +23,147 @@ type SecretStoreProvider struct {
 	// Vault reads from HashiCorp Vault or OpenBao KV secrets engines.
 	// +optional
 	Vault *VaultProvider `json:"vault,omitempty"`
+
+	// AWS reads from AWS Secrets Manager or SSM Parameter Store.
+	// +optional
+	AWS *AWSProvider `json:"aws,omitempty"`
+
+	// GCPSM reads from Google Secret Manager.
+	// +optional
+	GCPSM *GCPSMProvider `json:"gcpsm,omitempty"`
+}
+
+// AWSService is an AWS service that holds secrets.
+// +kubebuilder:validation:Enum=SecretsManager;ParameterStore
+type AWSService string
+
+const (
+	// AWSSecretsManager is AWS Secrets Manager.
+	AWSSecretsManager AWSService = "SecretsManager"
+	// AWSParameterStore is AWS Systems Manager Parameter Store.
+	AWSParameterStore AWSService = "ParameterStore"
+)
+
+// AWSProvider configures AWS Secrets Manager or SSM Parameter Store.
+type AWSProvider struct {
+	// Service to read from.
+	Service AWSService `json:"service"`
+
+	// Region, e.g. eu-west-1.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+$`
+	Region string `json:"region"`
+
+	// Role is the ARN of an IAM role to assume (STS AssumeRole) with the
+	// credentials of Auth. A namespace may use it only if it matches the
+	// namespace's permitted-role annotation (iam.amazonaws.com/permitted),
+	// when that annotation is set.
+	// +kubebuilder:validation:Pattern=`^arn:[a-z-]+:iam::[0-9]{12}:role/.+`
+	// +optional
+	Role string `json:"role,omitempty"`
+
+	// Endpoint overrides the service endpoint (VPC endpoints, FIPS, tests).
+	// +kubebuilder:validation:Pattern=`^https://`
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// STSEndpoint overrides the STS endpoint used for web identity and
+	// role assumption.
+	// +kubebuilder:validation:Pattern=`^https://`
+	// +optional
+	STSEndpoint string `json:"stsEndpoint,omitempty"`
+
+	// CABundle is a PEM bundle that verifies the endpoints' certificates,
+	// for private endpoints; empty means the system roots.
+	// +optional
+	CABundle []byte `json:"caBundle,omitempty"`
+
+	// Auth says which credentials to use. Empty means web identity with the
+	// identity of the reader: the pod's own projected token for injected
+	// pods, as IRSA does.
+	// +optional
+	Auth AWSAuth `json:"auth,omitempty"`
+}
+
+// AWSAuth holds at most one AWS authentication method.
+// +kubebuilder:validation:MaxProperties=1
+type AWSAuth struct {
+	// SecretRef reads static access keys from a Secret of the store's
+	// namespace (for a ClusterSecretStore, the namespace given).
+	// +optional
+	SecretRef *AWSAuthSecretRef `json:"secretRef,omitempty"`
+
+	// JWT exchanges a projected service-account token for credentials of
+	// RoleARN (STS AssumeRoleWithWebIdentity), exactly as IRSA does.
+	// +optional
+	JWT *AWSJWTAuth `json:"jwt,omitempty"`
+}
+
+// AWSAuthSecretRef names the Secret keys of static AWS access keys.
+type AWSAuthSecretRef struct {
+	// AccessKeyID is the key holding the access key id.
+	AccessKeyID SecretKeySelector `json:"accessKeyIDSecretRef"`
+	// SecretAccessKey is the key holding the secret access key.
+	SecretAccessKey SecretKeySelector `json:"secretAccessKeySecretRef"`
+	// SessionToken is the key holding a session token, for temporary keys.
+	// +optional
+	SessionToken *SecretKeySelector `json:"sessionTokenSecretRef,omitempty"`
+}
+
+// AWSJWTAuth is web identity federation with a service-account token.
+type AWSJWTAuth struct {
+	// RoleARN is the role the token is exchanged for. A namespace may use
+	// it only if it matches the namespace's permitted-role annotation, when
+	// that annotation is set.
+	// +kubebuilder:validation:Pattern=`^arn:[a-z-]+:iam::[0-9]{12}:role/.+`
+	RoleARN string `json:"roleArn"`
+
+	// Audience of the projected token; default sts.amazonaws.com.
+	// +kubebuilder:default=sts.amazonaws.com
+	// +optional
+	Audience string `json:"audience,omitempty"`
+
+	// ServiceAccountRef names the service account, in the ExternalSecret's
+	// namespace, whose token the reconciler uses. Injected pods always use
+	// their own. Default: "default".
+	// +optional
+	ServiceAccountRef *ServiceAccountSelector `json:"serviceAccountRef,omitempty"`
+}
+
+// GCPSMProvider configures Google Secret Manager.
+type GCPSMProvider struct {
+	// ProjectID is the project that holds secrets named without a project.
+	// +kubebuilder:validation:MinLength=1
+	ProjectID string `json:"projectID"`
+
+	// Endpoint overrides the API endpoint, host:port (private endpoints,
+	// tests).
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// CABundle is a PEM bundle that verifies the endpoint's certificate;
+	// empty means the system roots.
+	// +optional
+	CABundle []byte `json:"caBundle,omitempty"`
+
+	// Auth says which credentials to use. Empty means application default
+	// credentials: workload identity for the pod, or the reconciler's.
+	// +optional
+	Auth GCPSMAuth `json:"auth,omitempty"`
+}
+
+// GCPSMAuth holds at most one Google authentication method.
+// +kubebuilder:validation:MaxProperties=1
+type GCPSMAuth struct {
+	// SecretRef reads a service-account key (JSON) from a Secret of the
+	// store's namespace.
+	// +optional
+	SecretRef *GCPSMAuthSecretRef `json:"secretRef,omitempty"`
+}
+
+// GCPSMAuthSecretRef names the Secret key of a service-account key file.
+type GCPSMAuthSecretRef struct {
+	// SecretAccessKey is the key holding the service-account JSON key.
+	SecretAccessKey SecretKeySelector `json:"secretAccessKeySecretRef"`
 }
 
 // VaultKVVersion is the version of a Vault KV secrets engine.
@@ -160,7 +301,9 @@ type SecretStoreStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=keyhook,shortName=ss
-// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider.vault.server`
+// +kubebuilder:printcolumn:name="Vault",type=string,JSONPath=`.spec.provider.vault.server`,priority=1
+// +kubebuilder:printcolumn:name="AWS",type=string,JSONPath=`.spec.provider.aws.service`,priority=1
+// +kubebuilder:printcolumn:name="GCP project",type=string,JSONPath=`.spec.provider.gcpsm.projectID`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // SecretStore says how to reach a secret manager; only ExternalSecrets of its
@@ -185,7 +328,9 @@ type SecretStoreList struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=keyhook,shortName=css
-// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider.vault.server`
+// +kubebuilder:printcolumn:name="Vault",type=string,JSONPath=`.spec.provider.vault.server`,priority=1
+// +kubebuilder:printcolumn:name="AWS",type=string,JSONPath=`.spec.provider.aws.service`,priority=1
+// +kubebuilder:printcolumn:name="GCP project",type=string,JSONPath=`.spec.provider.gcpsm.projectID`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // ClusterSecretStore is a SecretStore that ExternalSecrets of every namespace
