@@ -56,6 +56,9 @@ var (
 	// ErrInvalid means the request can never succeed as written: a property
 	// that does not exist, a value that is not JSON, a bad version.
 	ErrInvalid = errors.New("invalid")
+	// ErrThrottled means the provider asked us to slow down. It is
+	// transient: callers retry with backoff and jitter, and count it.
+	ErrThrottled = errors.New("throttled")
 )
 
 // Permanent reports whether err will not go away by retrying.

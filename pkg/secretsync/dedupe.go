@@ -41,6 +41,8 @@ func callStatus(err error) string {
 		return "access_denied"
 	case errors.Is(err, fetch.ErrInvalid):
 		return "invalid"
+	case errors.Is(err, fetch.ErrThrottled):
+		return "throttled"
 	default:
 		return "error"
 	}
