@@ -34,8 +34,9 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC.
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
+	$(GO) run ./hack/webhookgen -dir manifests/webhook
 
-GENERATED := pkg/crd manifests/crd manifests/rbac
+GENERATED := pkg/crd manifests/crd manifests/rbac manifests/webhook/mutatingwebhookconfiguration.yaml manifests/webhook/validatingwebhookconfiguration.yaml
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 
 verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.

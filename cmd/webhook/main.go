@@ -34,9 +34,11 @@ import (
 	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/policy"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/rollout"
 	"github.com/keyhook/keyhook/pkg/secretsync"
+	"github.com/keyhook/keyhook/pkg/tenancy"
 )
 
 func main() {
@@ -67,6 +69,9 @@ type Config struct {
 	RenewDeadline        time.Duration
 	RetryPeriod          time.Duration
 	GracefulShutdown     time.Duration
+	EnablePolicy         bool
+	PermittedKeyAnn      string
+	PermittedRoleAnn     string
 }
 
 func parseConfig(args []string) (Config, *zap.Options, error) {
@@ -91,6 +96,9 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.DurationVar(&c.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
 	fs.DurationVar(&c.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
 	fs.DurationVar(&c.GracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
+	fs.BoolVar(&c.EnablePolicy, "enable-policy", true, "label namespaces selected by ClusterInjectionPolicies (keyhook.dev/injection) so the webhook entries fail closed where a policy enforces (leader-elected when --leader-elect)")
+	fs.StringVar(&c.PermittedKeyAnn, "permitted-key-annotation", tenancy.DefaultPermittedKeyAnnotation, "namespace annotation holding a regular expression that every remote key its ExternalSecrets read must match; empty turns the check off")
+	fs.StringVar(&c.PermittedRoleAnn, "permitted-role-annotation", tenancy.DefaultPermittedRoleAnnotation, "namespace annotation holding a regular expression that every AWS role its stores use must match; empty turns the check off")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -174,7 +182,7 @@ func run(args []string) error {
 	// Start the informers the admission path reads before serving, so that
 	// no admission waits on a cold cache or calls the API server.
 	ctx := ctrl.SetupSignalHandler()
-	for _, obj := range []client.Object{&v1alpha1.ExternalSecret{}, &v1alpha1.SecretStore{}, &v1alpha1.ClusterSecretStore{}, &corev1.Namespace{}} {
+	for _, obj := range []client.Object{&v1alpha1.ExternalSecret{}, &v1alpha1.SecretStore{}, &v1alpha1.ClusterSecretStore{}, &v1alpha1.ClusterInjectionPolicy{}, &corev1.Namespace{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting informer: %w", err)
 		}
@@ -183,7 +191,10 @@ func run(args []string) error {
 	// A reference the cache cannot find is confirmed against the API server
 	// before it is denied: an ExternalSecret applied together with its
 	// Deployment may not have reached the informer yet.
-	resolver := &resolve.Resolver{Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}}
+	resolver := &resolve.Resolver{
+		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
+		Rules:  tenancy.Rules{PermittedKeyAnnotation: cfg.PermittedKeyAnn, PermittedRoleAnnotation: cfg.PermittedRoleAnn},
+	}
 	if cfg.EnableWebhook {
 		// GetWebhookServer, not the variable, adds the server to the manager.
 		webhookServer = mgr.GetWebhookServer()
@@ -195,6 +206,10 @@ func run(args []string) error {
 				AgentArgs:            []string{"--deadline=" + cfg.AgentDeadline.String()},
 			},
 			Decoder: admission.NewDecoder(scheme),
+		}})
+		webhookServer.Register(keyhookadmission.ValidatePath, &webhook.Admission{Handler: &keyhookadmission.Validator{
+			Resolver: resolver,
+			Decoder:  admission.NewDecoder(scheme),
 		}})
 		if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
 			return err
@@ -226,6 +241,12 @@ func run(args []string) error {
 			}).SetupWithManager(mgr); err != nil {
 				return fmt.Errorf("setting up rollouts of %s: %w", kind.Name, err)
 			}
+		}
+	}
+
+	if cfg.EnablePolicy {
+		if err := (&policy.NamespaceLabeler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the namespace labeller: %w", err)
 		}
 	}
 

@@ -6,20 +6,29 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/policy"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
 
 // PodPath is the path the pod mutation is served at.
-const PodPath = "/mutate-v1-pod"
+const PodPath = webhookconfig.PodPath
 
 // Results of an admission, the values of the result label of AdmissionsTotal.
 const (
@@ -54,6 +63,30 @@ type PodInjector struct {
 
 var _ admission.Handler = (*PodInjector)(nil)
 
+// +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies,verbs=get;list;watch
+
+// policyDecision merges the ClusterInjectionPolicies that select pod, from
+// the informer cache. A policy with a selector that does not parse is
+// skipped (the validating webhook keeps such policies out).
+func (h *PodInjector) policyDecision(ctx context.Context, ns string, pod *corev1.Pod) (*policy.Decision, error) {
+	list := &v1alpha1.ClusterInjectionPolicyList{}
+	if err := h.Resolver.Reader.List(ctx, list); err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	namespace := &corev1.Namespace{}
+	if err := h.Resolver.Reader.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+		return nil, fmt.Errorf("getting Namespace %s: %w", ns, err)
+	}
+	d, errs := policy.For(list.Items, namespace, pod.Labels)
+	for _, err := range errs {
+		log.FromContext(ctx).Error(err, "skipping ClusterInjectionPolicy")
+	}
+	return d, nil
+}
+
 // Handle implements admission.Handler.
 func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	resp, result := h.handle(ctx, req)
@@ -81,23 +114,85 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 		logger.Info("denied", "reason", err.Error())
 		return admission.Denied(err.Error()), ResultDenied
 	}
-	if want == nil {
+	decision, err := h.policyDecision(ctx, ns, pod)
+	if err != nil {
+		logger.Error(err, "reading ClusterInjectionPolicies")
+		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	}
+	optedOut := strings.TrimSpace(pod.Annotations[annotations.Inject]) == annotations.OptOut
+	if optedOut && decision.Enforced() {
+		msg := fmt.Sprintf("pod opts out of injection (%s: %q), but ClusterInjectionPolicy %s enforces injection for it in namespace %q; remove the annotation, or ask the platform team to exclude the pod with the policy's spec.podSelector",
+			annotations.Inject, annotations.OptOut, decision.EnforcingNames(), ns)
+		logger.Info("denied", "reason", msg)
+		return admission.Denied(msg), ResultDenied
+	}
+	if optedOut || (want == nil && (decision == nil || len(decision.Inject) == 0)) {
 		return admission.Allowed("no injection requested"), ResultSkipped
 	}
+	explicit := map[string]bool{}
+	if want != nil {
+		for _, n := range want.Names {
+			explicit[n] = true
+		}
+	}
+	if decision != nil && len(decision.Inject) > 0 {
+		// The policy's names first, then the pod's own, as one request,
+		// validated as if the pod had listed them all.
+		merged := maps.Clone(pod.Annotations)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		names := slices.Clone(decision.Inject)
+		if want != nil {
+			names = append(names, want.Names...)
+		}
+		merged[annotations.Inject] = strings.Join(names, ",")
+		if want, err = mutate.Parse(ns, merged); err != nil {
+			msg := fmt.Sprintf("ClusterInjectionPolicy %s: %v", strings.Join(decision.Policies, ", "), err)
+			logger.Info("denied", "reason", msg)
+			return admission.Denied(msg), ResultDenied
+		}
+	}
+	if want.Mode == "" && decision != nil {
+		want.Mode = decision.Mode
+	}
+	var warnings []string
 	sources := make([]*resolve.Source, 0, len(want.Names))
+	names := make([]string, 0, len(want.Names))
 	for _, name := range want.Names {
 		src, err := h.Resolver.ExternalSecret(ctx, ns, name)
 		if err != nil {
-			if resolve.IsDenied(err) {
+			if !resolve.IsDenied(err) {
+				logger.Error(err, "resolving ExternalSecret", "externalSecret", name)
+				return admission.Errored(http.StatusInternalServerError, err), ResultError
+			}
+			from := ""
+			if decision != nil {
+				from = decision.InjectFrom[name]
+			}
+			switch {
+			case decision.Enforced():
+				msg := fmt.Sprintf("ClusterInjectionPolicy %s enforces injection in namespace %q, but %v", decision.EnforcingNames(), ns, err)
+				logger.Info("denied", "reason", msg)
+				return admission.Denied(msg), ResultDenied
+			case explicit[name] || from == "":
 				msg := "annotation keyhook.dev/inject: " + err.Error()
 				logger.Info("denied", "reason", msg)
 				return admission.Denied(msg), ResultDenied
+			default:
+				// A default of a policy that does not enforce: the pod
+				// starts without it, and is told why.
+				warnings = append(warnings, fmt.Sprintf("keyhook: ClusterInjectionPolicy %q would inject ExternalSecret %q, skipped: %v", from, name, err))
+				continue
 			}
-			logger.Error(err, "resolving ExternalSecret", "externalSecret", name)
-			return admission.Errored(http.StatusInternalServerError, err), ResultError
 		}
 		sources = append(sources, src)
+		names = append(names, name)
 	}
+	if len(sources) == 0 {
+		return admission.Allowed("nothing to inject").WithWarnings(warnings...), ResultSkipped
+	}
+	want.Names = names
 	out, err := mutate.Apply(pod, h.Config, want, sources)
 	if err != nil {
 		// Every Apply error comes from what the pod or a store says.
@@ -108,6 +203,6 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
-	logger.Info("injected", "externalSecrets", want.Names)
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw), ResultInjected
+	logger.Info("injected", "externalSecrets", want.Names, "mode", want.Mode)
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(warnings...), ResultInjected
 }

@@ -21,6 +21,33 @@ const (
 	//
 	//	keyhook.dev/mount-path: "/etc/secrets"
 	MountPath = prefix + "mount-path"
+
+	// InjectMode is "files" (default: the init-agent writes the data into
+	// an in-memory volume, as the pod's identity) or "secret" (the Secrets
+	// keyhook materialises for the ExternalSecrets are mounted at
+	// <mount-path>/<ExternalSecret>; no init container). Overrides the mode
+	// of a ClusterInjectionPolicy.
+	//
+	//	keyhook.dev/inject-mode: "secret"
+	InjectMode = prefix + "inject-mode"
+)
+
+// Labels keyhook sets on namespaces. The webhook configurations select on
+// them, so that the apiserver itself knows how to fail for each namespace.
+const (
+	// Injection is set on every namespace a ClusterInjectionPolicy selects:
+	// "enforced" when any selecting policy enforces (the webhook entry for
+	// these namespaces fails closed), "default" otherwise (every pod is sent
+	// to the webhook, which fails open). Namespaces without it send only
+	// annotated pods. Set and removed by keyhook; do not edit.
+	//
+	//	keyhook.dev/injection: "enforced"
+	Injection = prefix + "injection"
+
+	// InjectionEnforced is the value of Injection for enforced namespaces.
+	InjectionEnforced = "enforced"
+	// InjectionDefault is the value of Injection for other selected namespaces.
+	InjectionDefault = "default"
 )
 
 // Keys written by keyhook.

@@ -1,10 +1,13 @@
 package mutate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -72,6 +75,17 @@ func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source)
 					c.Name, m.Name, m.MountPath, req.MountPath, annotations.MountPath)
 			}
 		}
+	}
+
+	if req.Mode == v1alpha1.InjectionModeSecret {
+		if err := applySecretMode(out, req, sources); err != nil {
+			return nil, err
+		}
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[annotations.Status] = annotations.StatusInjected
+		return out, nil
 	}
 
 	p, tokenSources, env, err := buildPlan(out, req, sources)
@@ -273,17 +287,68 @@ func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
 	return sc
 }
 
-// removeInjection undoes an earlier Apply, so that applying again converges.
-func removeInjection(pod *corev1.Pod) {
-	pod.Spec.InitContainers = slices.DeleteFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
-	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
-		return v.Name == SecretsVolumeName || v.Name == TokenVolumeName
-	})
+// applySecretMode mounts, read-only into every container at
+// <mount path>/<ExternalSecret>, the Secret keyhook materialises for each
+// ExternalSecret. The volumes are not optional: the kubelet holds the pod in
+// ContainerCreating until the Secret exists, so no container starts without
+// its secrets.
+func applySecretMode(pod *corev1.Pod, req *Request, sources []*resolve.Source) error {
+	var mounts []corev1.VolumeMount
+	for _, src := range sources {
+		es := src.ExternalSecret
+		if es.Spec.Target.CreationPolicy == v1alpha1.CreationPolicyNone {
+			return fmt.Errorf("ExternalSecret %q has spec.target.creationPolicy None, so keyhook keeps no Secret to mount in secret mode; use files mode (annotation %s: files) or another creationPolicy",
+				es.Name, annotations.InjectMode)
+		}
+		target := defaulted(es.Spec.Target.Name, es.Name)
+		vol := SecretModeVolumeName(es.Name)
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+			Name: vol,
+			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName:  target,
+				DefaultMode: ptr.To[int32](0o400),
+				Optional:    ptr.To(false),
+			}},
+		})
+		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: path.Join(req.MountPath, es.Name), ReadOnly: true})
+	}
+	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil {
+		for i := range pod.Spec.Volumes {
+			if v := pod.Spec.Volumes[i].Secret; v != nil && isSecretModeVolume(pod.Spec.Volumes[i].Name) {
+				v.DefaultMode = ptr.To[int32](0o440)
+			}
+		}
+	}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
-			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool {
-				return m.Name == SecretsVolumeName || m.Name == TokenVolumeName
-			})
+			cs[i].VolumeMounts = append(cs[i].VolumeMounts, mounts...)
+		}
+	}
+	return nil
+}
+
+// secretModeVolumePrefix starts the name of every secret-mode volume.
+const secretModeVolumePrefix = "keyhook-sec-"
+
+// SecretModeVolumeName is the volume that mounts the Secret of ExternalSecret
+// es in secret mode: a DNS label whatever the length of es.
+func SecretModeVolumeName(es string) string {
+	sum := sha256.Sum256([]byte(es))
+	return secretModeVolumePrefix + hex.EncodeToString(sum[:6])
+}
+
+func isSecretModeVolume(name string) bool { return strings.HasPrefix(name, secretModeVolumePrefix) }
+
+// removeInjection undoes an earlier Apply, so that applying again converges.
+func removeInjection(pod *corev1.Pod) {
+	ours := func(name string) bool {
+		return name == SecretsVolumeName || name == TokenVolumeName || isSecretModeVolume(name)
+	}
+	pod.Spec.InitContainers = slices.DeleteFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainerName })
+	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return ours(v.Name) })
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return ours(m.Name) })
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 )
 
 // Request is what a pod asks keyhook for.
@@ -20,6 +21,23 @@ type Request struct {
 	Names []string
 	// MountPath of the secret volume in every container.
 	MountPath string
+	// Mode is files (the init-agent writes the data) or secret (the
+	// materialised Secrets are mounted).
+	Mode v1alpha1.InjectionMode
+}
+
+// ParseMode reads the pod's keyhook.dev/inject-mode annotation; "" when it
+// has none.
+func ParseMode(ann map[string]string) (v1alpha1.InjectionMode, error) {
+	raw, ok := ann[annotations.InjectMode]
+	if !ok {
+		return "", nil
+	}
+	switch m := v1alpha1.InjectionMode(strings.TrimSpace(raw)); m {
+	case v1alpha1.InjectionModeFiles, v1alpha1.InjectionModeSecret:
+		return m, nil
+	}
+	return "", fmt.Errorf("annotation %s: %q is not \"files\" or \"secret\"", annotations.InjectMode, raw)
 }
 
 // Parse reads the keyhook annotations of a pod in namespace. It returns nil
@@ -64,5 +82,10 @@ func Parse(namespace string, ann map[string]string) (*Request, error) {
 		}
 		req.MountPath = mp
 	}
+	mode, err := ParseMode(ann)
+	if err != nil {
+		return nil, err
+	}
+	req.Mode = mode
 	return req, nil
 }

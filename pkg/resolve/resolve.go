@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -45,6 +47,8 @@ func denied(format string, args ...any) error {
 // informer cache.
 type Resolver struct {
 	Reader client.Reader
+	// Rules are the cluster-wide tenancy rules (permitted keys and roles).
+	Rules tenancy.Rules
 }
 
 // ExternalSecret resolves the ExternalSecret name in namespace ns.
@@ -83,9 +87,9 @@ func (r *Resolver) ForExternalSecret(ctx context.Context, es *v1alpha1.ExternalS
 			}
 			return nil, fmt.Errorf("getting ClusterSecretStore %s: %w", ref.Name, err)
 		}
-		namespace := &corev1.Namespace{}
-		if err := r.Reader.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
-			return nil, fmt.Errorf("getting Namespace %s: %w", ns, err)
+		namespace, err := r.namespace(ctx, ns)
+		if err != nil {
+			return nil, err
 		}
 		ok, err := tenancy.StoreAdmits(store.Spec.Conditions, namespace)
 		if err != nil {
@@ -98,8 +102,31 @@ func (r *Resolver) ForExternalSecret(ctx context.Context, es *v1alpha1.ExternalS
 	default:
 		return nil, denied("ExternalSecret %q: spec.secretStoreRef.kind %q is not SecretStore or ClusterSecretStore", es.Name, ref.Kind)
 	}
-	if src.Store.Provider.Vault == nil {
-		return nil, denied("%s %q configures no provider keyhook supports; set spec.provider.vault", src.StoreKind, src.StoreName)
+	p := src.Store.Provider
+	if p.Vault == nil && p.AWS == nil && p.GCPSM == nil {
+		return nil, denied("%s %q configures no provider keyhook supports; set spec.provider.vault, .aws or .gcpsm", src.StoreKind, src.StoreName)
+	}
+	namespace, err := r.namespace(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	storeDesc := fmt.Sprintf("%s %q", src.StoreKind, src.StoreName)
+	if err := r.Rules.CheckKeys(src.Store, storeDesc, namespace, tenancy.RemoteKeys(&es.Spec)); err != nil {
+		return nil, denied("ExternalSecret %q: %v", es.Name, err)
+	}
+	roles := tenancy.StoreRoles(src.Store)
+	for _, field := range slices.Sorted(maps.Keys(roles)) {
+		if err := r.Rules.CheckRole(roles[field], storeDesc+" "+field, namespace); err != nil {
+			return nil, denied("ExternalSecret %q: %v", es.Name, err)
+		}
 	}
 	return src, nil
+}
+
+func (r *Resolver) namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{}
+	if err := r.Reader.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		return nil, fmt.Errorf("getting Namespace %s: %w", name, err)
+	}
+	return ns, nil
 }

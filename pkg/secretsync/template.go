@@ -106,3 +106,10 @@ func withheld(err error, values map[string]string) string {
 	}
 	return msg
 }
+
+// ParseTemplate checks that one template of target.template.data parses with
+// the functions Render offers, without running it.
+func ParseTemplate(name, text string) error {
+	_, err := template.New(name).Funcs(templateFuncs).Parse(text)
+	return err
+}

@@ -4,7 +4,6 @@ package tenancy
 
 import (
 	"fmt"
-	"regexp"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +33,7 @@ func StoreAdmits(conds []v1alpha1.ClusterSecretStoreCondition, ns *corev1.Namesp
 
 func conditionMatches(c v1alpha1.ClusterSecretStoreCondition, ns *corev1.Namespace) (bool, error) {
 	if c.NamespaceSelector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(c.NamespaceSelector)
+		sel, err := labelSelector(c.NamespaceSelector)
 		if err != nil {
 			return false, fmt.Errorf("namespaceSelector: %w", err)
 		}
@@ -48,7 +47,7 @@ func conditionMatches(c v1alpha1.ClusterSecretStoreCondition, ns *corev1.Namespa
 	if len(c.NamespaceRegexes) > 0 {
 		matched := false
 		for _, expr := range c.NamespaceRegexes {
-			re, err := regexp.Compile("^(?:" + expr + ")$")
+			re, err := compileWhole(expr)
 			if err != nil {
 				return false, fmt.Errorf("namespaceRegexes %q: %w", expr, err)
 			}
@@ -62,6 +61,10 @@ func conditionMatches(c v1alpha1.ClusterSecretStoreCondition, ns *corev1.Namespa
 		}
 	}
 	return true, nil
+}
+
+func labelSelector(s *metav1.LabelSelector) (labels.Selector, error) {
+	return metav1.LabelSelectorAsSelector(s)
 }
 
 func contains(list []string, s string) bool {

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyhook/keyhook/pkg/webhookconfig"
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
@@ -52,25 +52,31 @@ func TestManifestsApply(t *testing.T) {
 	}
 }
 
-// TestManifestWebhookMatchesTests guards against drift between the webhook
-// registration users install and the one the tests exercise.
-func TestManifestWebhookMatchesTests(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shipped admissionregistrationv1.MutatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(raw, &shipped); err != nil {
-		t.Fatal(err)
-	}
-	tested := framework.MutatingWebhookConfiguration("keyhook", "https://unused", nil)
-	for i := range shipped.Webhooks {
-		shipped.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{}
-	}
-	for i := range tested.Webhooks {
-		tested.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{}
-	}
-	if diff := cmp.Diff(tested.Webhooks, shipped.Webhooks); diff != "" {
-		t.Errorf("manifests/webhook differs from the tested registration (-tested +shipped):\n%s", diff)
+// TestManifestWebhooksAreGenerated guards against hand edits of the webhook
+// registrations users install: they must be exactly what pkg/webhookconfig,
+// which the tests register, builds.
+func TestManifestWebhooksAreGenerated(t *testing.T) {
+	for file, want := range map[string]any{
+		"mutatingwebhookconfiguration.yaml":   webhookconfig.Mutating(webhookconfig.Defaults()),
+		"validatingwebhookconfiguration.yaml": webhookconfig.Validating(webhookconfig.Defaults()),
+	} {
+		raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", "webhook", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var shipped, built map[string]any
+		if err := yaml.Unmarshal(raw, &shipped); err != nil {
+			t.Fatal(err)
+		}
+		b, err := yaml.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, &built); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(built, shipped); diff != "" {
+			t.Errorf("manifests/webhook/%s differs from pkg/webhookconfig; run make manifests (-built +shipped):\n%s", file, diff)
+		}
 	}
 }

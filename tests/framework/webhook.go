@@ -17,10 +17,9 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/keyhook/keyhook/pkg/admission"
+	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
 
 // Webhook is the keyhook webhook binary, serving TLS on loopback and
@@ -91,8 +90,11 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	if opts.Unregistered {
 		return w, nil
 	}
-	cfg := MutatingWebhookConfiguration(w.ConfigName, w.URL+admission.PodPath, w.CAPEM)
-	if err := c.Client.Create(ctx, cfg); err != nil {
+	o := WebhookConfigOptions(w.ConfigName, w.URL, w.CAPEM)
+	if err := c.Client.Create(ctx, webhookconfig.Mutating(o)); err != nil {
+		return nil, err
+	}
+	if err := c.Client.Create(ctx, webhookconfig.Validating(o)); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -131,36 +133,17 @@ func (w *Webhook) Stop() error { return w.Proc.Stop(10 * time.Second) }
 // Kill kills the process at once, as a node failure would.
 func (w *Webhook) Kill() { w.Proc.Kill() }
 
-// MutatingWebhookConfiguration is the registration of keyhook's pod webhook
-// at url, as manifests/webhook has it for a cluster. Only pods that carry
-// keyhook.dev/inject are sent to it; kube-system is never.
-func MutatingWebhookConfiguration(name, url string, caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
-	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "pods.keyhook.dev",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
-					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
-				},
-			}},
-			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
-			SideEffects:        ptr.To(admissionregistrationv1.SideEffectClassNone),
-			TimeoutSeconds:     ptr.To[int32](5),
-			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "keyhook-system"},
-			}}},
-			MatchConditions: []admissionregistrationv1.MatchCondition{{
-				Name:       "asks-for-injection",
-				Expression: `has(object.metadata.annotations) && 'keyhook.dev/inject' in object.metadata.annotations`,
-			}},
-		}},
+// WebhookConfigOptions are the options of manifests/ (pkg/webhookconfig),
+// with the webhook reached at baseURL, trusted through caBundle, and
+// registered under name.
+func WebhookConfigOptions(name, baseURL string, caBundle []byte) webhookconfig.Options {
+	o := webhookconfig.Defaults()
+	o.Name = name
+	o.Annotations = nil
+	o.ClientConfig = func(path string) admissionregistrationv1.WebhookClientConfig {
+		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(baseURL + path), CABundle: caBundle}
 	}
+	return o
 }
 
 // writeServingCert writes a new CA's certificate and a serving certificate for

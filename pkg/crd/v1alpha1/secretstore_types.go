@@ -14,6 +14,17 @@ type SecretStoreSpec struct {
 	// namespaced SecretStore, which only its own namespace can use.
 	// +optional
 	Conditions []ClusterSecretStoreCondition `json:"conditions,omitempty"`
+
+	// PermittedKeys restricts the remote keys ExternalSecrets may read
+	// through this store: every key (and dataFrom.find path) must match one
+	// of these regular expressions, matched against the whole key, with
+	// ${namespace} replaced by the ExternalSecret's namespace (quoted). Empty
+	// permits every key. Checked when an ExternalSecret is admitted, when a
+	// pod is injected and at every sync.
+	//
+	//	permittedKeys: ["${namespace}/.*", "shared/public/.*"]
+	// +optional
+	PermittedKeys []string `json:"permittedKeys,omitempty"`
 }
 
 // SecretStoreProvider holds exactly one provider configuration.

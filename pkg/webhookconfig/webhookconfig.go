@@ -1,0 +1,140 @@
+// Package webhookconfig builds keyhook's webhook registrations. The manifests
+// (make manifests) and the tests use the same code, so what users install is
+// what the tests exercise.
+//
+// Pods are routed by namespace to one of three entries, chosen by the
+// keyhook.dev/injection label that keyhook keeps on namespaces selected by a
+// ClusterInjectionPolicy:
+//
+//   - enforced.pods.keyhook.dev, failurePolicy Fail, namespaces labelled
+//     "enforced": every pod is sent; while keyhook is unreachable no pod is
+//     admitted there, rather than started without its secrets.
+//   - default.pods.keyhook.dev, failurePolicy Ignore, namespaces labelled
+//     "default": every pod is sent, so policy defaults apply; keyhook down
+//     means pods start without injection (counted by the apiserver in
+//     apiserver_admission_webhook_fail_open_count).
+//   - pods.keyhook.dev, failurePolicy Ignore, every other namespace: only
+//     pods that carry keyhook.dev/inject are sent at all (matchConditions).
+//
+// None is called for kube-system, keyhook's own namespace or keyhook's own
+// pods, so keyhook can never block its own restart.
+package webhookconfig
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/annotations"
+)
+
+// Paths served by the webhook binary.
+const (
+	PodPath      = "/mutate-v1-pod"
+	ValidatePath = "/validate-keyhook-dev"
+)
+
+// Options of the registration.
+type Options struct {
+	// Name of both configurations.
+	Name string
+	// ClientConfig returns how the apiserver reaches path.
+	ClientConfig func(path string) admissionregistrationv1.WebhookClientConfig
+	// OwnNamespace is keyhook's namespace, never sent to the webhook.
+	OwnNamespace string
+	// OwnPodLabel selects keyhook's own pods (key=value), never sent.
+	OwnPodLabelKey, OwnPodLabelValue string
+	// TimeoutSeconds of every entry: short, so a slow keyhook fails fast.
+	TimeoutSeconds int32
+	// Annotations of both configurations (cert-manager's inject-ca-from).
+	Annotations map[string]string
+}
+
+// Defaults are the options of manifests/.
+func Defaults() Options {
+	return Options{
+		Name: "keyhook",
+		ClientConfig: func(path string) admissionregistrationv1.WebhookClientConfig {
+			return admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+				Name: "keyhook-webhook", Namespace: "keyhook-system", Path: ptr.To(path),
+			}}
+		},
+		OwnNamespace:     "keyhook-system",
+		OwnPodLabelKey:   "app.kubernetes.io/name",
+		OwnPodLabelValue: "keyhook",
+		TimeoutSeconds:   5,
+		Annotations:      map[string]string{"cert-manager.io/inject-ca-from": "keyhook-system/keyhook-webhook"},
+	}
+}
+
+// Mutating is the pod-injection registration.
+func Mutating(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
+	entry := func(name string, policy admissionregistrationv1.FailurePolicyType, ns metav1.LabelSelectorRequirement) admissionregistrationv1.MutatingWebhook {
+		return admissionregistrationv1.MutatingWebhook{
+			Name:                    name,
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            o.ClientConfig(PodPath),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			}},
+			FailurePolicy:      ptr.To(policy),
+			SideEffects:        ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:     ptr.To(o.TimeoutSeconds),
+			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.OwnNamespace}},
+				ns,
+			}},
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: o.OwnPodLabelKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{o.OwnPodLabelValue}},
+			}},
+		}
+	}
+	enforced := entry("enforced.pods.keyhook.dev", admissionregistrationv1.Fail,
+		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpIn, Values: []string{annotations.InjectionEnforced}})
+	defaulted := entry("default.pods.keyhook.dev", admissionregistrationv1.Ignore,
+		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpIn, Values: []string{annotations.InjectionDefault}})
+	optIn := entry("pods.keyhook.dev", admissionregistrationv1.Ignore,
+		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpDoesNotExist})
+	optIn.MatchConditions = []admissionregistrationv1.MatchCondition{{
+		Name:       "asks-for-injection",
+		Expression: "has(object.metadata.annotations) && '" + annotations.Inject + "' in object.metadata.annotations",
+	}}
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Annotations: o.Annotations},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{enforced, defaulted, optIn},
+	}
+}
+
+// Validating is the registration that validates keyhook's own resources.
+// It fails open: validation is there to tell users early, while every
+// tenancy rule it checks is checked again where it matters, at injection
+// and at every sync. So a keyhook outage never blocks a GitOps apply of
+// ExternalSecrets, and nothing a namespace may not read gets through.
+func Validating(o Options) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Annotations: o.Annotations},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "validate.keyhook.dev",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            o.ClientConfig(ValidatePath),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{"keyhook.dev"}, APIVersions: []string{"v1alpha1"},
+					Resources: []string{"externalsecrets", "secretstores", "clustersecretstores", "clusterinjectionpolicies"},
+					Scope:     ptr.To(admissionregistrationv1.AllScopes),
+				},
+			}},
+			FailurePolicy:  ptr.To(admissionregistrationv1.Ignore),
+			SideEffects:    ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds: ptr.To(o.TimeoutSeconds),
+		}},
+	}
+}
