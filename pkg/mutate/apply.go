@@ -28,9 +28,9 @@ const (
 	// TokenDir is where the projected service-account tokens are mounted in
 	// the agent container only; app containers never see them.
 	TokenDir = "/var/run/secrets/keyhook.dev/serviceaccount"
-	// tokenEnvPrefix prefixes the env vars that carry Vault tokens from
+	// secretEnvPrefix prefixes the env vars that carry credentials from
 	// Secrets of the pod's namespace (secretKeyRef, never literals).
-	tokenEnvPrefix = "KEYHOOK_VAULT_TOKEN_"
+	secretEnvPrefix = "KEYHOOK_SECRET_"
 	// DefaultAgentUID is the user the agent runs as when the pod says nothing.
 	DefaultAgentUID = 65532
 	// tokenExpirationSeconds is the lifetime of the projected token: the
@@ -153,76 +153,161 @@ func buildPlan(pod *corev1.Pod, req *Request, sources []*resolve.Source) (*plan.
 	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil {
 		p.FileMode = 0o440
 	}
-	var (
-		tokens    []corev1.VolumeProjection
-		audiences = map[string]string{} // audience → token path
-		env       []corev1.EnvVar
-		envByRef  = map[v1alpha1.SecretKeySelector]string{}
-	)
+	b := &planBuilder{audiences: map[string]string{}, envByRef: map[v1alpha1.SecretKeySelector]string{}}
 	for _, src := range sources {
 		es := src.ExternalSecret
-		v := src.Store.Provider.Vault
-		version, err := kvVersion(v.Version)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s %q: %w", src.StoreKind, src.StoreName, err)
-		}
-		pv := &plan.Vault{
-			Server:    v.Server,
-			Path:      defaulted(v.Path, "secret"),
-			KVVersion: version,
-			Namespace: v.Namespace,
-			CABundle:  string(v.CABundle),
-		}
-		switch {
-		case v.Auth.Kubernetes != nil:
-			k := v.Auth.Kubernetes
-			aud := defaulted(k.Audience, "vault")
-			tokenPath, ok := audiences[aud]
-			if !ok {
-				file := "token-" + strconv.Itoa(len(tokens))
-				tokenPath = path.Join(TokenDir, file)
-				audiences[aud] = tokenPath
-				tokens = append(tokens, corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-					Audience:          aud,
-					ExpirationSeconds: ptr.To[int64](tokenExpirationSeconds),
-					Path:              file,
-				}})
-			}
-			pv.Kubernetes = &plan.VaultKubernetes{
-				MountPath: defaulted(k.MountPath, "kubernetes"),
-				Role:      k.Role,
-				TokenPath: tokenPath,
-			}
-		case v.Auth.TokenSecretRef != nil:
-			ref := *v.Auth.TokenSecretRef
-			if src.StoreKind != v1alpha1.SecretStoreKindNamespaced || (ref.Namespace != "" && ref.Namespace != es.Namespace) {
-				return nil, nil, nil, &resolve.DeniedError{Msg: fmt.Sprintf(
-					"%s %q authenticates with a token Secret, which a pod of namespace %q cannot use; injected pods authenticate as themselves: use spec.provider.vault.auth.kubernetes",
-					src.StoreKind, src.StoreName, es.Namespace)}
-			}
-			ref.Namespace = ""
-			name, ok := envByRef[ref]
-			if !ok {
-				name = tokenEnvPrefix + strconv.Itoa(len(env))
-				envByRef[ref] = name
-				env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-					LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name},
-					Key:                  ref.Key,
-				}}})
-			}
-			pv.TokenEnv = name
+		store := plan.Store{Kind: string(src.StoreKind), Name: src.StoreName}
+		var err error
+		switch pr := src.Store.Provider; {
+		case pr.Vault != nil:
+			store.Vault, err = b.vault(src, pr.Vault)
+		case pr.AWS != nil:
+			store.AWS, err = b.aws(src, pr.AWS)
+		case pr.GCPSM != nil:
+			store.GCPSM, err = b.gcpsm(src, pr.GCPSM)
 		default:
-			return nil, nil, nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no Vault auth; set spec.provider.vault.auth.kubernetes", src.StoreKind, src.StoreName)}
+			err = &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no provider keyhook supports", src.StoreKind, src.StoreName)}
+		}
+		if err != nil {
+			return nil, nil, nil, err
 		}
 		p.Secrets = append(p.Secrets, plan.Secret{
 			Name:     es.Name,
 			Dir:      path.Join(req.MountPath, es.Name),
-			Store:    plan.Store{Kind: string(src.StoreKind), Name: src.StoreName, Vault: pv},
+			Store:    store,
 			Data:     PlanData(es.Spec.Data),
 			DataFrom: PlanDataFrom(es.Spec.DataFrom),
 		})
 	}
-	return p, tokens, env, nil
+	return p, b.tokens, b.env, nil
+}
+
+// planBuilder collects what the agent's plan needs from the pod: one
+// projected token per distinct audience, one env var per distinct Secret key.
+type planBuilder struct {
+	tokens    []corev1.VolumeProjection
+	audiences map[string]string // audience → token path
+	env       []corev1.EnvVar
+	envByRef  map[v1alpha1.SecretKeySelector]string
+}
+
+// token returns the path, in the agent, of a projected service-account token
+// of the pod for audience.
+func (b *planBuilder) token(aud string) string {
+	if tokenPath, ok := b.audiences[aud]; ok {
+		return tokenPath
+	}
+	file := "token-" + strconv.Itoa(len(b.tokens))
+	tokenPath := path.Join(TokenDir, file)
+	b.audiences[aud] = tokenPath
+	b.tokens = append(b.tokens, corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+		Audience:          aud,
+		ExpirationSeconds: ptr.To[int64](tokenExpirationSeconds),
+		Path:              file,
+	}})
+	return tokenPath
+}
+
+// secretEnv returns the name of an env var of the agent set from a key of a
+// Secret of the pod's namespace. A pod can reference only Secrets of its own
+// namespace, so a ClusterSecretStore's (or another namespace's) credentials
+// can never reach it: such a store is denied with a message that says why.
+func (b *planBuilder) secretEnv(src *resolve.Source, ref v1alpha1.SecretKeySelector, what, instead string) (string, error) {
+	es := src.ExternalSecret
+	if src.StoreKind != v1alpha1.SecretStoreKindNamespaced || (ref.Namespace != "" && ref.Namespace != es.Namespace) {
+		return "", &resolve.DeniedError{Msg: fmt.Sprintf(
+			"%s %q authenticates with %s from a Secret, which a pod of namespace %q cannot use; injected pods authenticate as themselves: %s",
+			src.StoreKind, src.StoreName, what, es.Namespace, instead)}
+	}
+	ref.Namespace = ""
+	if name, ok := b.envByRef[ref]; ok {
+		return name, nil
+	}
+	name := secretEnvPrefix + strconv.Itoa(len(b.env))
+	b.envByRef[ref] = name
+	b.env = append(b.env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name},
+		Key:                  ref.Key,
+	}}})
+	return name, nil
+}
+
+func (b *planBuilder) vault(src *resolve.Source, v *v1alpha1.VaultProvider) (*plan.Vault, error) {
+	version, err := kvVersion(v.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", src.StoreKind, src.StoreName, err)
+	}
+	pv := &plan.Vault{
+		Server:    v.Server,
+		Path:      defaulted(v.Path, "secret"),
+		KVVersion: version,
+		Namespace: v.Namespace,
+		CABundle:  string(v.CABundle),
+	}
+	switch {
+	case v.Auth.Kubernetes != nil:
+		k := v.Auth.Kubernetes
+		pv.Kubernetes = &plan.VaultKubernetes{
+			MountPath: defaulted(k.MountPath, "kubernetes"),
+			Role:      k.Role,
+			TokenPath: b.token(defaulted(k.Audience, "vault")),
+		}
+	case v.Auth.TokenSecretRef != nil:
+		if pv.TokenEnv, err = b.secretEnv(src, *v.Auth.TokenSecretRef, "a Vault token", "use spec.provider.vault.auth.kubernetes"); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no Vault auth; set spec.provider.vault.auth.kubernetes", src.StoreKind, src.StoreName)}
+	}
+	return pv, nil
+}
+
+func (b *planBuilder) aws(src *resolve.Source, a *v1alpha1.AWSProvider) (*plan.AWS, error) {
+	es := src.ExternalSecret
+	pa := &plan.AWS{
+		Service:     string(a.Service),
+		Region:      a.Region,
+		Endpoint:    a.Endpoint,
+		STSEndpoint: a.STSEndpoint,
+		CABundle:    string(a.CABundle),
+		RoleARN:     a.Role,
+		SessionName: "keyhook-" + es.Namespace + "-" + es.Name,
+	}
+	switch {
+	case a.Auth.JWT != nil:
+		pa.WebIdentity = &plan.AWSWebIdentity{
+			RoleARN:   a.Auth.JWT.RoleARN,
+			TokenPath: b.token(defaulted(a.Auth.JWT.Audience, "sts.amazonaws.com")),
+		}
+	case a.Auth.SecretRef != nil:
+		const instead = "use spec.provider.aws.auth.jwt (IRSA)"
+		var err error
+		if pa.AccessKeyIDEnv, err = b.secretEnv(src, a.Auth.SecretRef.AccessKeyID, "AWS access keys", instead); err != nil {
+			return nil, err
+		}
+		if pa.SecretAccessKeyEnv, err = b.secretEnv(src, a.Auth.SecretRef.SecretAccessKey, "AWS access keys", instead); err != nil {
+			return nil, err
+		}
+		if st := a.Auth.SecretRef.SessionToken; st != nil {
+			if pa.SessionTokenEnv, err = b.secretEnv(src, *st, "AWS access keys", instead); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no AWS auth; set spec.provider.aws.auth.jwt.roleArn so that pods authenticate as themselves (IRSA)", src.StoreKind, src.StoreName)}
+	}
+	return pa, nil
+}
+
+func (b *planBuilder) gcpsm(src *resolve.Source, g *v1alpha1.GCPSMProvider) (*plan.GCPSM, error) {
+	pg := &plan.GCPSM{ProjectID: g.ProjectID, Endpoint: g.Endpoint, CABundle: string(g.CABundle)}
+	if ref := g.Auth.SecretRef; ref != nil {
+		var err error
+		if pg.CredentialsEnv, err = b.secretEnv(src, ref.SecretAccessKey, "a Google service-account key", "leave spec.provider.gcpsm.auth empty to use workload identity"); err != nil {
+			return nil, err
+		}
+	}
+	return pg, nil
 }
 
 // PlanData converts an ExternalSecret's data into the plan's form.

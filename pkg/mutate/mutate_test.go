@@ -204,8 +204,8 @@ func TestApply(t *testing.T) {
 			req:     &Request{Names: []string{"db"}, MountPath: "/var/run/secrets/keyhook"},
 			sources: []*resolve.Source{newSource("db", withTokenAuth(v1alpha1.SecretStoreKindNamespaced))},
 			want: func(t *testing.T, base *corev1.Pod) *corev1.Pod {
-				store := plan.Store{Kind: "SecretStore", Name: "vault", Vault: &plan.Vault{Server: "https://vault:8200", Path: "secret", KVVersion: 2, TokenEnv: "KEYHOOK_VAULT_TOKEN_0"}}
-				env := []corev1.EnvVar{{Name: "KEYHOOK_VAULT_TOKEN_0", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				store := plan.Store{Kind: "SecretStore", Name: "vault", Vault: &plan.Vault{Server: "https://vault:8200", Path: "secret", KVVersion: 2, TokenEnv: "KEYHOOK_SECRET_0"}}
+				env := []corev1.EnvVar{{Name: "KEYHOOK_SECRET_0", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "vault-token"}, Key: "token"}}}}
 				return injected(t, base, "/var/run/secrets/keyhook", plan.Plan{Version: plan.Version, FileMode: 0o400, Secrets: []plan.Secret{
 					planSecret("db", "/var/run/secrets/keyhook/db", store),
@@ -217,7 +217,7 @@ func TestApply(t *testing.T) {
 			pod:       newPod(),
 			req:       &Request{Names: []string{"db"}, MountPath: "/var/run/secrets/keyhook"},
 			sources:   []*resolve.Source{newSource("db", withTokenAuth(v1alpha1.SecretStoreKindCluster))},
-			wantError: `ClusterSecretStore "vault" authenticates with a token Secret, which a pod of namespace "team-a" cannot use`,
+			wantError: `ClusterSecretStore "vault" authenticates with a Vault token from a Secret, which a pod of namespace "team-a" cannot use`,
 		},
 		{
 			name:      "a mount below the secret directory conflicts",

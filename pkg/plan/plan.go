@@ -81,6 +81,46 @@ type Store struct {
 	Kind  string `json:"kind"`
 	Name  string `json:"name"`
 	Vault *Vault `json:"vault,omitempty"`
+	AWS   *AWS   `json:"aws,omitempty"`
+	GCPSM *GCPSM `json:"gcpsm,omitempty"`
+}
+
+// AWS is how the agent reaches AWS Secrets Manager or Parameter Store.
+type AWS struct {
+	// Service is SecretsManager or ParameterStore.
+	Service     string `json:"service"`
+	Region      string `json:"region"`
+	Endpoint    string `json:"endpoint,omitempty"`
+	STSEndpoint string `json:"stsEndpoint,omitempty"`
+	CABundle    string `json:"caBundle,omitempty"`
+	// RoleARN, when set, is assumed with the credentials below.
+	RoleARN string `json:"roleArn,omitempty"`
+	// WebIdentity exchanges the pod's projected token for a role, as IRSA.
+	WebIdentity *AWSWebIdentity `json:"webIdentity,omitempty"`
+	// Static keys come from env vars of the init container set from
+	// secretKeyRefs (never literals).
+	AccessKeyIDEnv     string `json:"accessKeyIdEnv,omitempty"`
+	SecretAccessKeyEnv string `json:"secretAccessKeyEnv,omitempty"`
+	SessionTokenEnv    string `json:"sessionTokenEnv,omitempty"`
+	// SessionName names the role session in CloudTrail.
+	SessionName string `json:"sessionName,omitempty"`
+}
+
+// AWSWebIdentity is STS AssumeRoleWithWebIdentity with a projected token.
+type AWSWebIdentity struct {
+	RoleARN   string `json:"roleArn"`
+	TokenPath string `json:"tokenPath"`
+}
+
+// GCPSM is how the agent reaches Google Secret Manager.
+type GCPSM struct {
+	ProjectID string `json:"projectID"`
+	Endpoint  string `json:"endpoint,omitempty"`
+	CABundle  string `json:"caBundle,omitempty"`
+	// CredentialsEnv names an env var of the init container holding a
+	// service-account key (from a secretKeyRef); empty means application
+	// default credentials (workload identity).
+	CredentialsEnv string `json:"credentialsEnv,omitempty"`
 }
 
 // Vault is how the agent reaches Vault.
@@ -134,12 +174,18 @@ func (p *Plan) Validate() error {
 				return fmt.Errorf("secret %s: key %q is not a valid file name", s.Name, d.SecretKey)
 			}
 		}
-		v := s.Store.Vault
-		if v == nil {
+		switch st := s.Store; {
+		case st.Vault != nil:
+			if st.Vault.Kubernetes == nil && st.Vault.TokenEnv == "" {
+				return fmt.Errorf("secret %s: store %s/%s has no auth", s.Name, st.Kind, st.Name)
+			}
+		case st.AWS != nil:
+			if st.AWS.WebIdentity == nil && (st.AWS.AccessKeyIDEnv == "" || st.AWS.SecretAccessKeyEnv == "") {
+				return fmt.Errorf("secret %s: store %s/%s has no auth", s.Name, st.Kind, st.Name)
+			}
+		case st.GCPSM != nil:
+		default:
 			return fmt.Errorf("secret %s: store %s/%s has no provider this agent supports", s.Name, s.Store.Kind, s.Store.Name)
-		}
-		if v.Kubernetes == nil && v.TokenEnv == "" {
-			return fmt.Errorf("secret %s: store %s/%s has no auth", s.Name, s.Store.Kind, s.Store.Name)
 		}
 	}
 	return nil
