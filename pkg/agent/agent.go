@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	awsfetch "github.com/keyhook/keyhook/pkg/fetch/aws"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
@@ -84,10 +85,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 // NewProvider builds the real provider for a store of the plan.
 func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error) {
-	v := store.Vault
-	if v == nil {
+	switch {
+	case store.AWS != nil:
+		return newAWS(ctx, store.AWS, cfg)
+	case store.Vault == nil:
 		return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
 	}
+	v := store.Vault
 	vc := vault.Config{Server: v.Server, Mount: v.Path, KVVersion: v.KVVersion, Namespace: v.Namespace, CABundle: []byte(v.CABundle)}
 	switch {
 	case v.Kubernetes != nil:
@@ -103,6 +107,33 @@ func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provi
 		}
 	}
 	return vault.New(ctx, vc)
+}
+
+func newAWS(ctx context.Context, a *plan.AWS, cfg Config) (fetch.Provider, error) {
+	ac := awsfetch.Config{
+		Service: a.Service, Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
+		CABundle: []byte(a.CABundle), RoleARN: a.RoleARN, SessionName: a.SessionName,
+	}
+	if w := a.WebIdentity; w != nil {
+		jwt, err := os.ReadFile(filepath.Join(cfg.Root, w.TokenPath))
+		if err != nil {
+			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
+		}
+		ac.WebIdentity = &awsfetch.WebIdentity{RoleARN: w.RoleARN, Token: strings.TrimSpace(string(jwt))}
+	} else {
+		keys := &awsfetch.StaticKeys{
+			AccessKeyID:     strings.TrimSpace(cfg.Getenv(a.AccessKeyIDEnv)),
+			SecretAccessKey: strings.TrimSpace(cfg.Getenv(a.SecretAccessKeyEnv)),
+		}
+		if a.SessionTokenEnv != "" {
+			keys.SessionToken = strings.TrimSpace(cfg.Getenv(a.SessionTokenEnv))
+		}
+		if keys.AccessKeyID == "" || keys.SecretAccessKey == "" {
+			return nil, fmt.Errorf("environment variables %s and %s (the store's access key Secret) must not be empty: %w", a.AccessKeyIDEnv, a.SecretAccessKeyEnv, fetch.ErrInvalid)
+		}
+		ac.Static = keys
+	}
+	return awsfetch.New(ctx, ac)
 }
 
 func retry(ctx context.Context, op func() error, onRetry func(error, time.Duration)) error {

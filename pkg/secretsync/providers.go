@@ -2,6 +2,7 @@ package secretsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
+	awsfetch "github.com/keyhook/keyhook/pkg/fetch/aws"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
@@ -31,58 +33,142 @@ type ProviderFactory func(ctx context.Context, src *resolve.Source) (fetch.Provi
 // reads the store's token Secret, of the ExternalSecret's namespace for a
 // SecretStore and of the namespace the ClusterSecretStore names otherwise.
 func Providers(tokens kubernetes.Interface, secrets client.Reader) ProviderFactory {
+	f := &factory{tokens: tokens, secrets: secrets}
 	return func(ctx context.Context, src *resolve.Source) (fetch.Provider, error) {
-		v := src.Store.Provider.Vault
-		es := src.ExternalSecret
-		version := 2
-		if v.Version == v1alpha1.VaultKVv1 {
-			version = 1
+		switch p := src.Store.Provider; {
+		case p.Vault != nil:
+			return f.vault(ctx, src)
+		case p.AWS != nil:
+			return f.aws(ctx, src)
+		case p.GCPSM != nil:
+			return f.gcpsm(ctx, src)
 		}
-		cfg := vault.Config{Server: v.Server, Mount: v.Path, KVVersion: version, Namespace: v.Namespace, CABundle: v.CABundle}
-		if cfg.Mount == "" {
-			cfg.Mount = "secret"
-		}
-		switch {
-		case v.Auth.Kubernetes != nil:
-			k := v.Auth.Kubernetes
-			sa := "default"
-			if k.ServiceAccountRef != nil {
-				sa = k.ServiceAccountRef.Name
-			}
-			aud := k.Audience
-			if aud == "" {
-				aud = "vault"
-			}
-			tr, err := tokens.CoreV1().ServiceAccounts(es.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-				Spec: authenticationv1.TokenRequestSpec{Audiences: []string{aud}, ExpirationSeconds: ptr.To[int64](600)},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("requesting a token for service account %s/%s: %w", es.Namespace, sa, err)
-			}
-			mount := k.MountPath
-			if mount == "" {
-				mount = "kubernetes"
-			}
-			cfg.Kubernetes = &vault.KubernetesAuth{MountPath: mount, Role: k.Role, JWT: tr.Status.Token}
-		case v.Auth.TokenSecretRef != nil:
-			ref := v.Auth.TokenSecretRef
-			ns := es.Namespace
-			if src.StoreKind == v1alpha1.SecretStoreKindCluster && ref.Namespace != "" {
-				ns = ref.Namespace
-			}
-			s := &corev1.Secret{}
-			if err := secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s); err != nil {
-				return nil, fmt.Errorf("reading the store's token Secret %s/%s: %w", ns, ref.Name, err)
-			}
-			cfg.Token = strings.TrimSpace(string(s.Data[ref.Key]))
-			if cfg.Token == "" {
-				return nil, fmt.Errorf("the store's token Secret %s/%s has no key %q: %w", ns, ref.Name, ref.Key, fetch.ErrInvalid)
-			}
-		default:
-			return nil, fmt.Errorf("%s %q configures no Vault auth: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
-		}
-		return vault.New(ctx, cfg)
+		return nil, fmt.Errorf("%s %q configures no provider keyhook supports: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
 	}
+}
+
+type factory struct {
+	tokens  kubernetes.Interface
+	secrets client.Reader
+}
+
+// serviceAccountToken requests a short-lived token of a service account of
+// the ExternalSecret's own namespace: the sync reads as that namespace's
+// identity, never keyhook's.
+func (f *factory) serviceAccountToken(ctx context.Context, ns string, ref *v1alpha1.ServiceAccountSelector, audience string) (string, error) {
+	sa := "default"
+	if ref != nil {
+		sa = ref.Name
+	}
+	tr, err := f.tokens.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for service account %s/%s: %w", ns, sa, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// secretValue reads one key of a Secret named by a store: of the
+// ExternalSecret's namespace for a SecretStore, and of the namespace the
+// ClusterSecretStore names otherwise.
+func (f *factory) secretValue(ctx context.Context, src *resolve.Source, ref v1alpha1.SecretKeySelector, what string) (string, error) {
+	ns := src.ExternalSecret.Namespace
+	if src.StoreKind == v1alpha1.SecretStoreKindCluster && ref.Namespace != "" {
+		ns = ref.Namespace
+	}
+	s := &corev1.Secret{}
+	if err := f.secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s); err != nil {
+		return "", fmt.Errorf("reading the store's %s Secret %s/%s: %w", what, ns, ref.Name, err)
+	}
+	v := strings.TrimSpace(string(s.Data[ref.Key]))
+	if v == "" {
+		return "", fmt.Errorf("the store's %s Secret %s/%s has no key %q: %w", what, ns, ref.Name, ref.Key, fetch.ErrInvalid)
+	}
+	return v, nil
+}
+
+func (f *factory) aws(ctx context.Context, src *resolve.Source) (fetch.Provider, error) {
+	a := src.Store.Provider.AWS
+	es := src.ExternalSecret
+	cfg := awsfetch.Config{
+		Service: string(a.Service), Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
+		CABundle: a.CABundle, RoleARN: a.Role, SessionName: "keyhook-sync-" + es.Namespace,
+	}
+	switch {
+	case a.Auth.JWT != nil:
+		aud := a.Auth.JWT.Audience
+		if aud == "" {
+			aud = "sts.amazonaws.com"
+		}
+		tok, err := f.serviceAccountToken(ctx, es.Namespace, a.Auth.JWT.ServiceAccountRef, aud)
+		if err != nil {
+			return nil, err
+		}
+		cfg.WebIdentity = &awsfetch.WebIdentity{RoleARN: a.Auth.JWT.RoleARN, Token: tok}
+	case a.Auth.SecretRef != nil:
+		ref := a.Auth.SecretRef
+		keys := &awsfetch.StaticKeys{}
+		var err error
+		if keys.AccessKeyID, err = f.secretValue(ctx, src, ref.AccessKeyID, "access key id"); err != nil {
+			return nil, err
+		}
+		if keys.SecretAccessKey, err = f.secretValue(ctx, src, ref.SecretAccessKey, "secret access key"); err != nil {
+			return nil, err
+		}
+		if ref.SessionToken != nil {
+			if keys.SessionToken, err = f.secretValue(ctx, src, *ref.SessionToken, "session token"); err != nil {
+				return nil, err
+			}
+		}
+		cfg.Static = keys
+	default:
+		return nil, fmt.Errorf("%s %q configures no AWS auth: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
+	}
+	return awsfetch.New(ctx, cfg)
+}
+
+func (f *factory) gcpsm(ctx context.Context, src *resolve.Source) (fetch.Provider, error) {
+	return nil, fmt.Errorf("%s %q: Google Secret Manager is not wired into the sync yet: %w", src.StoreKind, src.StoreName, errors.ErrUnsupported)
+}
+
+func (f *factory) vault(ctx context.Context, src *resolve.Source) (fetch.Provider, error) {
+	v := src.Store.Provider.Vault
+	es := src.ExternalSecret
+	version := 2
+	if v.Version == v1alpha1.VaultKVv1 {
+		version = 1
+	}
+	cfg := vault.Config{Server: v.Server, Mount: v.Path, KVVersion: version, Namespace: v.Namespace, CABundle: v.CABundle}
+	if cfg.Mount == "" {
+		cfg.Mount = "secret"
+	}
+	switch {
+	case v.Auth.Kubernetes != nil:
+		k := v.Auth.Kubernetes
+		aud := k.Audience
+		if aud == "" {
+			aud = "vault"
+		}
+		tok, err := f.serviceAccountToken(ctx, es.Namespace, k.ServiceAccountRef, aud)
+		if err != nil {
+			return nil, err
+		}
+		mount := k.MountPath
+		if mount == "" {
+			mount = "kubernetes"
+		}
+		cfg.Kubernetes = &vault.KubernetesAuth{MountPath: mount, Role: k.Role, JWT: tok}
+	case v.Auth.TokenSecretRef != nil:
+		tok, err := f.secretValue(ctx, src, *v.Auth.TokenSecretRef, "token")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = tok
+	default:
+		return nil, fmt.Errorf("%s %q configures no Vault auth: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
+	}
+	return vault.New(ctx, cfg)
 }
 
 // resolveData reads the data of src with p: the one resolver the agent uses.
