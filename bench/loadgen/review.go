@@ -42,17 +42,17 @@ func NewReview(pod *corev1.Pod) (*Review, error) {
 	ar := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
-			UID:                types.UID(uidPlaceholder),
-			Kind:               metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:           metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			RequestKind:        &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			RequestResource:    &metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace:          pod.Namespace,
-			Operation:          admissionv1.Create,
-			UserInfo:           authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller", UID: "5b1d3c2e-8f4a-4e6b-9d7c-1a2b3c4d5e6f", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}},
-			Object:             runtime.RawExtension{Raw: raw},
-			DryRun:             new(bool),
-			Options:            runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}`)},
+			UID:             types.UID(uidPlaceholder),
+			Kind:            metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:        metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			RequestKind:     &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			RequestResource: &metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace:       pod.Namespace,
+			Operation:       admissionv1.Create,
+			UserInfo:        authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller", UID: "5b1d3c2e-8f4a-4e6b-9d7c-1a2b3c4d5e6f", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}},
+			Object:          runtime.RawExtension{Raw: raw},
+			DryRun:          new(bool),
+			Options:         runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}`)},
 		},
 	}
 	body, err := json.Marshal(ar)
