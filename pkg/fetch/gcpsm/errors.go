@@ -1,0 +1,92 @@
+package gcpsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyhook/keyhook/pkg/fetch"
+)
+
+// callError carries a message written for people and the errors it
+// classifies as.
+type callError struct {
+	msg   string
+	class error // a fetch class, or nil when transient
+	err   error // the gRPC status error or a context error, if any
+}
+
+func (e *callError) Error() string {
+	if e.class != nil {
+		return e.msg + ": " + e.class.Error()
+	}
+	return e.msg
+}
+
+func (e *callError) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.class, e.err} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// classOf maps a gRPC code onto fetch's classes; nil means transient.
+func classOf(c codes.Code) error {
+	switch c {
+	case codes.NotFound:
+		return fetch.ErrNotFound
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return fetch.ErrAccessDenied
+	case codes.ResourceExhausted:
+		return fetch.ErrThrottled
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		// FailedPrecondition is a disabled or destroyed version: it stays
+		// so until someone enables the version or points the ref at
+		// another one.
+		return fetch.ErrInvalid
+	default:
+		return nil
+	}
+}
+
+// fail describes a failed call of method on name (a version's full name)
+// and classifies it. The message is the method, the name, the project and
+// identity, then the gRPC code and the service's message (which names
+// resources and permissions, never values) and a hint for the usual fix.
+func (p *Provider) fail(ctx context.Context, method, name string, err error) error {
+	st := status.Convert(err)
+	project := p.project
+	if n, ok := parseFull(name); ok {
+		project = n.project
+	}
+	msg := fmt.Sprintf("gcpsm %s %s in project %s as %s: %s: %s", method, name, project, p.id.name, st.Code(), st.Message())
+	if h := hint(method, st.Code(), p.id); h != "" {
+		msg += " (" + h + ")"
+	}
+	ce := &callError{msg: msg, class: classOf(st.Code()), err: err}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// gRPC's status errors do not wrap the context's error;
+		// errors.Is(err, context.DeadlineExceeded) should still hold.
+		ce.err = errors.Join(err, ctxErr)
+	}
+	return ce
+}
+
+func hint(method string, c codes.Code, id identity) string {
+	switch {
+	case c == codes.PermissionDenied && method == methodAccess:
+		return id.name + " needs secretmanager.versions.access on the secret, e.g. roles/secretmanager.secretAccessor"
+	case c == codes.PermissionDenied && method == methodGet:
+		return "reading the current version needs secretmanager.versions.get, e.g. roles/secretmanager.viewer, which roles/secretmanager.secretAccessor does not include"
+	case c == codes.Unauthenticated:
+		return "the credentials of " + id.name + " were refused"
+	default:
+		return ""
+	}
+}
