@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	awsfetch "github.com/keyhook/keyhook/pkg/fetch/aws"
+	"github.com/keyhook/keyhook/pkg/fetch/gcpsm"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
@@ -50,6 +52,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// One provider per distinct store: one login however many keys it serves.
 	providers := map[string]fetch.Provider{}
+	defer func() {
+		for _, p := range providers {
+			if c, ok := p.(io.Closer); ok {
+				_ = c.Close()
+			}
+		}
+	}()
 	for _, s := range cfg.Plan.Secrets {
 		storeKey, err := json.Marshal(s.Store)
 		if err != nil {
@@ -88,6 +97,8 @@ func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provi
 	switch {
 	case store.AWS != nil:
 		return newAWS(ctx, store.AWS, cfg)
+	case store.GCPSM != nil:
+		return newGCPSM(ctx, store.GCPSM, cfg)
 	case store.Vault == nil:
 		return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
 	}
@@ -100,6 +111,18 @@ func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provi
 			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
 		}
 		vc.Kubernetes = &vault.KubernetesAuth{MountPath: v.Kubernetes.MountPath, Role: v.Kubernetes.Role, JWT: strings.TrimSpace(string(jwt))}
+	case v.JWT != nil:
+		jwt, err := os.ReadFile(filepath.Join(cfg.Root, v.JWT.TokenPath))
+		if err != nil {
+			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
+		}
+		vc.JWT = &vault.KubernetesAuth{MountPath: v.JWT.MountPath, Role: v.JWT.Role, JWT: strings.TrimSpace(string(jwt))}
+	case v.AppRole != nil:
+		id := strings.TrimSpace(cfg.Getenv(v.AppRole.SecretIDEnv))
+		if id == "" {
+			return nil, fmt.Errorf("environment variable %s (the store's AppRole secret id Secret) is empty: %w", v.AppRole.SecretIDEnv, fetch.ErrInvalid)
+		}
+		vc.AppRole = &vault.AppRoleAuth{MountPath: v.AppRole.MountPath, RoleID: v.AppRole.RoleID, SecretID: id}
 	case v.TokenEnv != "":
 		vc.Token = strings.TrimSpace(cfg.Getenv(v.TokenEnv))
 		if vc.Token == "" {
@@ -134,6 +157,21 @@ func newAWS(ctx context.Context, a *plan.AWS, cfg Config) (fetch.Provider, error
 		ac.Static = keys
 	}
 	return awsfetch.New(ctx, ac)
+}
+
+// newGCPSM reads Google Secret Manager with the service-account key from the
+// init container's env (a secretKeyRef of the pod's namespace), or else with
+// application default credentials: on GKE, the pod's workload identity.
+func newGCPSM(ctx context.Context, g *plan.GCPSM, cfg Config) (fetch.Provider, error) {
+	gc := gcpsm.Config{ProjectID: g.ProjectID, Endpoint: g.Endpoint, CABundle: []byte(g.CABundle)}
+	if g.CredentialsEnv != "" {
+		key := strings.TrimSpace(cfg.Getenv(g.CredentialsEnv))
+		if key == "" {
+			return nil, fmt.Errorf("environment variable %s (the store's service-account key Secret) is empty: %w", g.CredentialsEnv, fetch.ErrInvalid)
+		}
+		gc.CredentialsJSON = []byte(key)
+	}
+	return gcpsm.New(ctx, gc)
 }
 
 func retry(ctx context.Context, op func() error, onRetry func(error, time.Duration)) error {

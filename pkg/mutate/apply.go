@@ -252,6 +252,20 @@ func (b *planBuilder) vault(src *resolve.Source, v *v1alpha1.VaultProvider) (*pl
 			Role:      k.Role,
 			TokenPath: b.token(defaulted(k.Audience, "vault")),
 		}
+	case v.Auth.JWT != nil:
+		j := v.Auth.JWT
+		pv.JWT = &plan.VaultKubernetes{
+			MountPath: defaulted(j.Path, "jwt"),
+			Role:      j.Role,
+			TokenPath: b.token(defaulted(j.Audience, "vault")),
+		}
+	case v.Auth.AppRole != nil:
+		a := v.Auth.AppRole
+		env, err := b.secretEnv(src, a.SecretRef, "a Vault AppRole secret id", "use spec.provider.vault.auth.kubernetes or .jwt")
+		if err != nil {
+			return nil, err
+		}
+		pv.AppRole = &plan.VaultAppRole{MountPath: defaulted(a.Path, "approle"), RoleID: a.RoleID, SecretIDEnv: env}
 	case v.Auth.TokenSecretRef != nil:
 		if pv.TokenEnv, err = b.secretEnv(src, *v.Auth.TokenSecretRef, "a Vault token", "use spec.provider.vault.auth.kubernetes"); err != nil {
 			return nil, err

@@ -133,12 +133,23 @@ type Vault struct {
 	CABundle string `json:"caBundle,omitempty"`
 	// Kubernetes auth: log in with the projected token at TokenPath.
 	Kubernetes *VaultKubernetes `json:"kubernetes,omitempty"`
+	// JWT auth: the same, through the jwt auth method.
+	JWT *VaultKubernetes `json:"jwt,omitempty"`
+	// AppRole auth: role id, and the secret id from an env var.
+	AppRole *VaultAppRole `json:"appRole,omitempty"`
 	// TokenEnv names an environment variable of the init container that
 	// holds a Vault token (set from a secretKeyRef, never a literal).
 	TokenEnv string `json:"tokenEnv,omitempty"`
 }
 
-// VaultKubernetes is Vault's kubernetes auth method.
+// VaultAppRole is Vault's approle auth method.
+type VaultAppRole struct {
+	MountPath   string `json:"mountPath"`
+	RoleID      string `json:"roleId"`
+	SecretIDEnv string `json:"secretIdEnv"`
+}
+
+// VaultKubernetes is Vault's kubernetes (or jwt) auth method.
 type VaultKubernetes struct {
 	MountPath string `json:"mountPath"`
 	Role      string `json:"role"`
@@ -176,7 +187,7 @@ func (p *Plan) Validate() error {
 		}
 		switch st := s.Store; {
 		case st.Vault != nil:
-			if st.Vault.Kubernetes == nil && st.Vault.TokenEnv == "" {
+			if st.Vault.Kubernetes == nil && st.Vault.JWT == nil && st.Vault.AppRole == nil && st.Vault.TokenEnv == "" {
 				return fmt.Errorf("secret %s: store %s/%s has no auth", s.Name, st.Kind, st.Name)
 			}
 		case st.AWS != nil:

@@ -111,12 +111,21 @@ func (p *cachedProvider) provider(ctx context.Context) (fetch.Provider, error) {
 		return p.inner, nil
 	}
 	inner, err := p.factory(ctx, p.src)
-	ProviderCalls.WithLabelValues("vault", "login", callStatus(err)).Inc()
+	ProviderCalls.WithLabelValues(ProviderName(p.src.Store), "login", callStatus(err)).Inc()
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", p.src.StoreKind, p.src.StoreName, err)
 	}
 	p.inner = inner
 	return inner, nil
+}
+
+// Close closes the provider it logged in with, if it holds a connection.
+func (p *cachedProvider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := closeProvider(p.inner)
+	p.inner = nil
+	return err
 }
 
 func (p *cachedProvider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
@@ -155,7 +164,7 @@ func (p *cachedProvider) cached(ctx context.Context, call, key string, read func
 		}
 		at := c.Clock.Now()
 		b, err := read(inner)
-		ProviderCalls.WithLabelValues("vault", call, callStatus(err)).Inc()
+		ProviderCalls.WithLabelValues(ProviderName(p.src.Store), call, callStatus(err)).Inc()
 		if err != nil {
 			return nil, err
 		}

@@ -119,8 +119,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	start := now
-	data, versions, err := r.read(ctx, es, policy)
-	provider := "vault"
+	provider := "unknown"
+	data, versions, err := r.read(ctx, es, policy, &provider)
 	if err != nil {
 		var denied *resolve.DeniedError
 		if !errors.As(err, &denied) && !isProviderError(err) {
@@ -223,11 +223,13 @@ func (r *Reconciler) target(ctx context.Context, es *v1alpha1.ExternalSecret, po
 // versions: an ExternalSecret used by injected pods alone is tracked without
 // reading its values wherever the provider allows. Where it does not (Vault
 // KV v1), the version is a digest of the data.
-func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy) (map[string][]byte, map[string]string, error) {
+// It sets *provider to the name of the store's provider, for metrics.
+func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy, provider *string) (map[string][]byte, map[string]string, error) {
 	src, err := r.Resolver.ForExternalSecret(ctx, es)
 	if err != nil {
 		return nil, nil, err
 	}
+	*provider = ProviderName(src.Store)
 	var p fetch.Provider
 	if r.Reads != nil {
 		maxAge := refreshInterval(es)
@@ -244,6 +246,7 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	if err != nil {
 		return nil, nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
 	}
+	defer closeProvider(p)
 	if policy == v1alpha1.CreationPolicyNone {
 		versions, err := fetch.Versions(ctx, p, mutate.PlanData(es.Spec.Data), mutate.PlanDataFrom(es.Spec.DataFrom))
 		if err == nil {

@@ -68,6 +68,9 @@ func run(m *testing.M) int {
 		return fail("vault", err)
 	}
 	defer vault.Stop()
+	if err = vault.JWTAuth(ctx, cluster); err != nil {
+		return fail("vault jwt auth", err)
+	}
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}

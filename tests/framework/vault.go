@@ -2,9 +2,12 @@ package framework
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -123,15 +126,145 @@ func (v *Vault) KubernetesAuth(ctx context.Context, c *Cluster) error {
 	return err
 }
 
-// Role creates a policy that may read the given KV v2 paths (globs allowed)
-// and a kubernetes auth role bound to one service account with it.
-func (v *Vault) Role(ctx context.Context, role, namespace, serviceAccount, audience string, readPaths ...string) error {
+// policy creates a policy that may read the given KV v2 paths (globs allowed).
+func (v *Vault) policy(ctx context.Context, name string, readPaths []string) error {
 	policy := ""
 	for _, p := range readPaths {
 		policy += fmt.Sprintf("path %q { capabilities = [\"read\"] }\n", "secret/data/"+p)
 		policy += fmt.Sprintf("path %q { capabilities = [\"read\"] }\n", "secret/metadata/"+p)
 	}
-	if err := v.Client.Sys().PutPolicyWithContext(ctx, role, policy); err != nil {
+	return v.Client.Sys().PutPolicyWithContext(ctx, name, policy)
+}
+
+// JWTAuth enables Vault's jwt auth method for tokens of c, validated with
+// the cluster's service-account signing certificate: Vault never calls the
+// apiserver, as with an EKS/GKE OIDC issuer.
+func (v *Vault) JWTAuth(ctx context.Context, c *Cluster) error {
+	pub, err := saSigningKey(filepath.Join(c.Env.ControlPlane.APIServer.CertDir, "sa-signer.crt"))
+	if err != nil {
+		return err
+	}
+	if err := v.Client.Sys().EnableAuthWithOptionsWithContext(ctx, "jwt", &vaultapi.EnableAuthOptions{Type: "jwt"}); err != nil {
+		return err
+	}
+	_, err = v.Client.Logical().WriteWithContext(ctx, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{pub}})
+	return err
+}
+
+// saSigningKey reads the apiserver's service-account signing certificate and
+// returns its public key as PEM, the form jwt_validation_pubkeys takes.
+func saSigningKey(file string) (string, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return "", fmt.Errorf("%s: no PEM block", file)
+	}
+	if block.Type == "PUBLIC KEY" {
+		return string(raw), nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
+}
+
+// KV1 mounts an unversioned KV secrets engine at mount, once.
+func (v *Vault) KV1(ctx context.Context, mount string) error {
+	mounts, err := v.Client.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := mounts[mount+"/"]; ok {
+		return nil
+	}
+	err = v.Client.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "1"}})
+	if err != nil && strings.Contains(err.Error(), "path is already in use") {
+		return nil
+	}
+	return err
+}
+
+// PutKV1 writes a secret at <mount>/<path> of a KV v1 engine.
+func (v *Vault) PutKV1(ctx context.Context, mount, path string, data map[string]any) error {
+	return v.Client.KVv1(mount).Put(ctx, path, data)
+}
+
+// PolicyToken creates a policy that may read the given paths (full API
+// paths, globs allowed) and returns a new token that carries it.
+func (v *Vault) PolicyToken(ctx context.Context, name string, paths ...string) (string, error) {
+	policy := ""
+	for _, p := range paths {
+		policy += fmt.Sprintf("path %q { capabilities = [\"read\"] }\n", p)
+	}
+	if err := v.Client.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {
+		return "", err
+	}
+	tok, err := v.Client.Auth().Token().CreateWithContext(ctx, &vaultapi.TokenCreateRequest{Policies: []string{name}, TTL: "1h"})
+	if err != nil {
+		return "", err
+	}
+	return tok.Auth.ClientToken, nil
+}
+
+// JWTRole creates a jwt auth role for one service account's tokens of the
+// given audience, with a policy that reads readPaths.
+func (v *Vault) JWTRole(ctx context.Context, role, namespace, serviceAccount, audience string, readPaths ...string) error {
+	if err := v.policy(ctx, role, readPaths); err != nil {
+		return err
+	}
+	_, err := v.Client.Logical().WriteWithContext(ctx, "auth/jwt/role/"+role, map[string]any{
+		"role_type":       "jwt",
+		"bound_audiences": audience,
+		"user_claim":      "sub",
+		"bound_subject":   "system:serviceaccount:" + namespace + ":" + serviceAccount,
+		"token_policies":  role,
+		"token_ttl":       "10m",
+	})
+	return err
+}
+
+// AppRole creates an AppRole with a policy that reads readPaths, enabling
+// the approle auth method the first time, and returns its role id and a new
+// secret id.
+func (v *Vault) AppRole(ctx context.Context, role string, readPaths ...string) (roleID, secretID string, err error) {
+	auths, err := v.Client.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if _, ok := auths["approle/"]; !ok {
+		if err := v.Client.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
+			return "", "", err
+		}
+	}
+	if err := v.policy(ctx, role, readPaths); err != nil {
+		return "", "", err
+	}
+	if _, err := v.Client.Logical().WriteWithContext(ctx, "auth/approle/role/"+role, map[string]any{"token_policies": role, "token_ttl": "10m"}); err != nil {
+		return "", "", err
+	}
+	r, err := v.Client.Logical().ReadWithContext(ctx, "auth/approle/role/"+role+"/role-id")
+	if err != nil {
+		return "", "", err
+	}
+	sid, err := v.Client.Logical().WriteWithContext(ctx, "auth/approle/role/"+role+"/secret-id", nil)
+	if err != nil {
+		return "", "", err
+	}
+	return r.Data["role_id"].(string), sid.Data["secret_id"].(string), nil
+}
+
+// Role creates a policy that may read the given KV v2 paths (globs allowed)
+// and a kubernetes auth role bound to one service account with it.
+func (v *Vault) Role(ctx context.Context, role, namespace, serviceAccount, audience string, readPaths ...string) error {
+	if err := v.policy(ctx, role, readPaths); err != nil {
 		return err
 	}
 	_, err := v.Client.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+role, map[string]any{

@@ -233,6 +233,57 @@ type VaultAuth struct {
 	// reference Secrets of its own namespace only.
 	// +optional
 	TokenSecretRef *SecretKeySelector `json:"tokenSecretRef,omitempty"`
+
+	// JWT logs in with a projected service-account token through Vault's
+	// jwt auth method (Vault validates it with the cluster's public keys or
+	// OIDC discovery, without calling the apiserver). Injected pods use
+	// their own token.
+	// +optional
+	JWT *VaultJWTAuth `json:"jwt,omitempty"`
+
+	// AppRole logs in with a role id and a secret id from a Secret. Like
+	// TokenSecretRef, injected pods can use it only through a namespaced
+	// SecretStore.
+	// +optional
+	AppRole *VaultAppRoleAuth `json:"appRole,omitempty"`
+}
+
+// VaultJWTAuth configures Vault's jwt auth method.
+type VaultJWTAuth struct {
+	// Path is where the jwt auth method is mounted.
+	// +kubebuilder:default=jwt
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// Role is the Vault role to log in as.
+	// +kubebuilder:validation:MinLength=1
+	Role string `json:"role"`
+
+	// Audience of the projected token; it must be one of the role's
+	// bound_audiences.
+	// +kubebuilder:default=vault
+	// +optional
+	Audience string `json:"audience,omitempty"`
+
+	// ServiceAccountRef names the service account, in the ExternalSecret's
+	// namespace, as which the reconciler logs in. Default: "default".
+	// +optional
+	ServiceAccountRef *ServiceAccountSelector `json:"serviceAccountRef,omitempty"`
+}
+
+// VaultAppRoleAuth configures Vault's approle auth method.
+type VaultAppRoleAuth struct {
+	// Path is where the approle auth method is mounted.
+	// +kubebuilder:default=approle
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// RoleID of the AppRole (not a secret).
+	// +kubebuilder:validation:MinLength=1
+	RoleID string `json:"roleId"`
+
+	// SecretRef names the Secret key holding the secret id.
+	SecretRef SecretKeySelector `json:"secretRef"`
 }
 
 // VaultKubernetesAuth configures Vault's kubernetes auth method.

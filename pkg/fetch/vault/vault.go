@@ -37,6 +37,18 @@ type Config struct {
 	Token string
 	// Kubernetes logs in with a service-account JWT.
 	Kubernetes *KubernetesAuth
+	// JWT logs in through the jwt auth method.
+	JWT *KubernetesAuth
+	// AppRole logs in with a role id and secret id.
+	AppRole *AppRoleAuth
+}
+
+// AppRoleAuth is Vault's approle auth method.
+type AppRoleAuth struct {
+	// MountPath of the auth method, e.g. "approle".
+	MountPath string
+	RoleID    string
+	SecretID  string
 }
 
 // KubernetesAuth is Vault's kubernetes auth method.
@@ -98,18 +110,35 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		client.SetNamespace(cfg.Namespace)
 	}
 
+	// One login, however many secrets the provider then reads.
+	login := func(mount, who string, body map[string]any) error {
+		path := "auth/" + strings.Trim(mount, "/") + "/login"
+		secret, err := client.Logical().WriteWithContext(ctx, path, body)
+		if err != nil {
+			return fmt.Errorf("vault login at %s as %s: %w", path, who, classify(err))
+		}
+		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
+			return fmt.Errorf("vault login at %s as %s returned no token", path, who)
+		}
+		client.SetToken(secret.Auth.ClientToken)
+		return nil
+	}
 	switch {
 	case cfg.Kubernetes != nil:
 		k := cfg.Kubernetes
-		path := "auth/" + strings.Trim(k.MountPath, "/") + "/login"
-		secret, err := client.Logical().WriteWithContext(ctx, path, map[string]any{"role": k.Role, "jwt": k.JWT})
-		if err != nil {
-			return nil, fmt.Errorf("vault login at %s as role %q: %w", path, k.Role, classify(err))
+		if err := login(k.MountPath, fmt.Sprintf("role %q", k.Role), map[string]any{"role": k.Role, "jwt": k.JWT}); err != nil {
+			return nil, err
 		}
-		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
-			return nil, fmt.Errorf("vault login at %s as role %q returned no token", path, k.Role)
+	case cfg.JWT != nil:
+		k := cfg.JWT
+		if err := login(k.MountPath, fmt.Sprintf("role %q", k.Role), map[string]any{"role": k.Role, "jwt": k.JWT}); err != nil {
+			return nil, err
 		}
-		client.SetToken(secret.Auth.ClientToken)
+	case cfg.AppRole != nil:
+		a := cfg.AppRole
+		if err := login(a.MountPath, fmt.Sprintf("approle %q", a.RoleID), map[string]any{"role_id": a.RoleID, "secret_id": a.SecretID}); err != nil {
+			return nil, err
+		}
 	case cfg.Token != "":
 		client.SetToken(cfg.Token)
 	default:
@@ -187,6 +216,8 @@ func classify(err error) error {
 		return fmt.Errorf("%s: %w", msg, fetch.ErrAccessDenied)
 	case re.StatusCode == http.StatusBadRequest:
 		return fmt.Errorf("%s: %w", msg, fetch.ErrInvalid)
+	case re.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%s: %w", msg, fetch.ErrThrottled)
 	default:
 		return errors.New(msg)
 	}
