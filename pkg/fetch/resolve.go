@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -79,12 +81,20 @@ func (r *reader) find(ctx context.Context, path string) (map[string][]byte, erro
 		return nil, err
 	}
 	out := make(map[string][]byte, len(found))
-	for name, v := range found {
+	from := make(map[string]string, len(found))
+	// In name order, so that which error is reported does not depend on map order.
+	for _, name := range slices.Sorted(maps.Keys(found)) {
 		key := FindKey(path, name)
 		if !plan.ValidFileName(key) {
 			return nil, fmt.Errorf("secret %q found under %q has no valid key name (%q): %w", name, path, key, ErrInvalid)
 		}
-		out[key] = v
+		// Two names that give one key would leave the value to map order:
+		// data that changes at every read.
+		if other, dup := from[key]; dup {
+			return nil, fmt.Errorf("secrets %q and %q found under %q both give key %q; rename one, or read them with data[] and distinct secretKeys: %w", other, name, path, key, ErrInvalid)
+		}
+		from[key] = name
+		out[key] = found[name]
 	}
 	return out, nil
 }
