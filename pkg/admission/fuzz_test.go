@@ -313,16 +313,6 @@ func admit(t *testing.T, h *keyhookadmission.PodInjector, pod *corev1.Pod, ns st
 		t.Fatalf("the patched pod does not decode: %v\n%s", err, raw)
 	}
 	if msg := checkPod(out); msg != "" {
-		for _, c := range pod.Spec.Containers {
-			if c.Name == mutate.AgentContainerName {
-				// Known bug, not fixed here (pkg/mutate/apply.go is being
-				// edited elsewhere): Apply adds its init-agent beside an app
-				// container of the same name, and the apiserver then rejects
-				// the pod with "Duplicate value". Apply should deny the pod
-				// and say to rename the container.
-				t.Skipf("known bug: container named %q is not denied: %s", mutate.AgentContainerName, msg)
-			}
-		}
 		t.Fatalf("the patched pod is invalid: %s\npod: %s\npatched: %s", msg, req.Object.Raw, raw)
 	}
 	if out.Annotations[annotations.Status] != annotations.StatusInjected {

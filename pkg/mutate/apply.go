@@ -65,6 +65,9 @@ func DefaultAgentResources() corev1.ResourceRequirements {
 // read-only secret mounts of req added. Applying it to its own output yields
 // the same pod. sources are the resolved ExternalSecrets of req.Names, in order.
 func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source) (*corev1.Pod, error) {
+	if err := reservedNames(pod); err != nil {
+		return nil, err
+	}
 	out := pod.DeepCopy()
 	removeInjection(out)
 
@@ -437,6 +440,34 @@ func SecretModeVolumeName(es string) string {
 }
 
 func isSecretModeVolume(name string) bool { return strings.HasPrefix(name, secretModeVolumePrefix) }
+
+// reservedNames refuses a pod that uses the names of keyhook's init
+// container or volumes for its own: the agent would collide with them (the
+// apiserver rejects duplicate names with a message the user never wrote), or
+// re-injection would drop them. A pod keyhook injected before carries them as
+// keyhook's and is re-injected.
+func reservedNames(pod *corev1.Pod) error {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == AgentContainerName {
+			return fmt.Errorf("container name %q is reserved for keyhook's init-agent; rename the container", c.Name)
+		}
+	}
+	if pod.Annotations[annotations.Status] == annotations.StatusInjected {
+		return nil
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == AgentContainerName {
+			return fmt.Errorf("init container name %q is reserved for keyhook's init-agent; rename the init container", c.Name)
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == SecretsVolumeName || v.Name == TokenVolumeName || isSecretModeVolume(v.Name) {
+			return fmt.Errorf("volume name %q is reserved for keyhook (names %q, %q and %q*); rename the volume",
+				v.Name, SecretsVolumeName, TokenVolumeName, secretModeVolumePrefix)
+		}
+	}
+	return nil
+}
 
 // removeInjection undoes an earlier Apply, so that applying again converges.
 func removeInjection(pod *corev1.Pod) {
