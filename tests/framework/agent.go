@@ -30,6 +30,20 @@ type AgentRun struct {
 // args and env, rooted at root instead of the container's file system.
 // extraArgs are appended to the container's args.
 func RunAgent(ctx context.Context, c *Cluster, bin string, pod *corev1.Pod, root string, extraArgs ...string) (*AgentRun, error) {
+	cmd, err := AgentCommand(ctx, c, bin, pod, root, extraArgs...)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	return &AgentRun{Output: string(out), Err: err, Duration: time.Since(start)}, nil
+}
+
+// AgentCommand prepares what RunAgent runs — the env, the projected tokens
+// under root — and returns the command, not started, so that a caller can
+// run it more than once (with exec.Cmd's fields copied) or read its
+// resource usage.
+func AgentCommand(ctx context.Context, c *Cluster, bin string, pod *corev1.Pod, root string, extraArgs ...string) (*exec.Cmd, error) {
 	var agent *corev1.Container
 	for i := range pod.Spec.InitContainers {
 		if pod.Spec.InitContainers[i].Name == mutate.AgentContainerName {
@@ -91,9 +105,7 @@ func RunAgent(ctx context.Context, c *Cluster, bin string, pod *corev1.Pod, root
 	args := append(append([]string{}, agent.Args...), extraArgs...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	return &AgentRun{Output: string(out), Err: err, Duration: time.Since(start)}, nil
+	return cmd, nil
 }
 
 func serviceAccount(pod *corev1.Pod) string {

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/rollout"
+	"github.com/keyhook/keyhook/pkg/secretsync"
+	"github.com/keyhook/keyhook/pkg/tenancy"
+	"github.com/keyhook/keyhook/tests/framework"
+)
+
+// profileReconciler profiles the reconciler. The webhook binary serves no
+// pprof endpoint, so the suite runs the same reconcilers in its own process,
+// wired as cmd/webhook wires them (the managed-Secrets-only cache, the
+// cache-first resolver, the shared read cache, the rollouts), against the
+// same API server and Vault: a CPU profile of the initial sync of
+// SyncExternalSecrets, one of a refresh cycle, and a heap profile after.
+func (s *suite) profileReconciler(ctx context.Context) error {
+	e := s.env
+	if err := e.stopReconciler(); err != nil {
+		return err
+	}
+	n := s.cfg.SyncExternalSecrets
+	set, err := s.makeSyncSet(ctx, "bench-profile", 1, n, s.cfg.SyncKeys, s.cfg.RefreshInterval)
+	if err != nil {
+		return err
+	}
+	restCfg := rest.CopyConfig(e.cluster.Config)
+	restCfg.QPS, restCfg.Burst = -1, 0 // as ctrl.GetConfig in a cluster
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme: e.cluster.Scheme,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
+		}},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	resolver := &resolve.Resolver{
+		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
+		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
+	}
+	if err := (&secretsync.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
+		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
+		Reads:     secretsync.NewReadCache(10*time.Second, clock.RealClock{}),
+		Recorder:  mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	for _, kind := range rollout.Kinds {
+		if err := (&rollout.Reconciler{Client: mgr.GetClient(), Kind: kind, Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{}, Debounce: 10 * time.Second}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+
+	dir := s.cfg.ProfileDir
+	stopCPU, err := startCPUProfile(filepath.Join(dir, "reconciler.initial.cpu.pprof"))
+	if err != nil {
+		return err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- mgr.Start(mctx) }()
+	stopMgr := func() error {
+		cancel()
+		return <-done
+	}
+	if err := s.waitReady(ctx, set, 5*time.Minute); err != nil {
+		stopCPU()
+		_ = stopMgr()
+		return err
+	}
+	stopCPU()
+	logf("profile: in-process initial sync of %d in %s", n, time.Since(start).Round(time.Millisecond))
+
+	mark := time.Now()
+	if stopCPU, err = startCPUProfile(filepath.Join(dir, "reconciler.refresh.cpu.pprof")); err != nil {
+		_ = stopMgr()
+		return err
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*s.cfg.RefreshInterval+time.Minute)
+	err = framework.WaitFor(wctx, 500*time.Millisecond, func() (bool, error) {
+		_, refreshed, err := s.readiness(wctx, set, mark)
+		return err == nil && refreshed == set.total(), err
+	})
+	wcancel()
+	stopCPU()
+	if err != nil {
+		_ = stopMgr()
+		return fmt.Errorf("refresh cycle: %w", err)
+	}
+	runtime.GC()
+	if err := writeHeapProfile(filepath.Join(dir, "reconciler.heap.pprof")); err != nil {
+		_ = stopMgr()
+		return err
+	}
+	if err := stopMgr(); err != nil {
+		return err
+	}
+	s.notef("reconciler profiles (in-process, wired as cmd/webhook): go tool pprof %s (also reconciler.refresh.cpu.pprof, reconciler.heap.pprof)", filepath.Join(dir, "reconciler.initial.cpu.pprof"))
+	return e.deleteNamespace(ctx, set.namespaces[0])
+}
+
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+func writeHeapProfile(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.WriteHeapProfile(f)
+}
