@@ -31,12 +31,14 @@ $(CONTROLLER_GEN): hack/tools/gen/go.mod
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/crd/...
 
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and the webhook registrations (plain and cert-manager).
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
-	$(GO) run ./hack/webhookgen -dir manifests/webhook
+	$(GO) run ./hack/webhookgen -dir manifests/webhook -cert-manager-dir manifests/certmanager
 
-GENERATED := pkg/crd manifests/crd manifests/rbac manifests/webhook/mutatingwebhookconfiguration.yaml manifests/webhook/validatingwebhookconfiguration.yaml
+GENERATED := pkg/crd manifests/crd manifests/rbac \
+  manifests/webhook/mutatingwebhookconfiguration.yaml manifests/webhook/validatingwebhookconfiguration.yaml \
+  manifests/certmanager/mutatingwebhookconfiguration.yaml manifests/certmanager/validatingwebhookconfiguration.yaml
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 
 verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.

@@ -18,6 +18,11 @@
 //
 // None is called for kube-system, keyhook's own namespace or keyhook's own
 // pods, so keyhook can never block its own restart.
+//
+// The registration is written twice (hack/webhookgen), from the same code
+// so the two cannot drift: manifests/webhook without a caBundle, for an install
+// that brings its own TLS, and manifests/certmanager, annotated so that
+// cert-manager's cainjector fills the caBundle in.
 package webhookconfig
 
 import (
@@ -50,7 +55,18 @@ type Options struct {
 	Annotations map[string]string
 }
 
-// Defaults are the options of manifests/.
+// InjectCAFrom is cert-manager's cainjector annotation: its value,
+// namespace/name of a cert-manager Certificate, names the Certificate whose
+// CA (ca.crt of its Secret) the cainjector writes into the caBundle of every
+// entry of the annotated configuration.
+const InjectCAFrom = "cert-manager.io/inject-ca-from"
+
+// ServingCertificate is the name of the cert-manager Certificate, in keyhook's
+// namespace, that manifests/certmanager issues for the webhook's Service.
+const ServingCertificate = "keyhook-webhook"
+
+// Defaults are the options of manifests/webhook: no caBundle and no
+// annotation, for installs whose TLS is not cert-manager's.
 func Defaults() Options {
 	return Options{
 		Name: "keyhook",
@@ -63,8 +79,16 @@ func Defaults() Options {
 		OwnPodLabelKey:   "app.kubernetes.io/name",
 		OwnPodLabelValue: "keyhook",
 		TimeoutSeconds:   5,
-		Annotations:      map[string]string{"cert-manager.io/inject-ca-from": "keyhook-system/keyhook-webhook"},
 	}
+}
+
+// CertManager are the options of manifests/certmanager: Defaults, annotated
+// so that cert-manager's cainjector keeps the caBundle of every entry equal
+// to the CA of ServingCertificate.
+func CertManager() Options {
+	o := Defaults()
+	o.Annotations = map[string]string{InjectCAFrom: o.OwnNamespace + "/" + ServingCertificate}
+	return o
 }
 
 // Mutating is the pod-injection registration.

@@ -16,7 +16,8 @@ import (
 
 // TestManifestsApply renders manifests/ with the repo's kubectl and has the
 // real API server validate every object (server-side dry run). cert-manager's
-// kinds are left out: its CRDs are not installed here.
+// kinds are left out here: TestCertManagerManifests installs its CRDs and
+// checks them.
 func TestManifestsApply(t *testing.T) {
 	kubectl := filepath.Join(os.Getenv("KEYHOOK_TESTENV"), "kubectl")
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "manifests")).Output()
@@ -53,14 +54,17 @@ func TestManifestsApply(t *testing.T) {
 }
 
 // TestManifestWebhooksAreGenerated guards against hand edits of the webhook
-// registrations users install: they must be exactly what pkg/webhookconfig,
-// which the tests register, builds.
+// registrations users install, both the plain ones and the cert-manager
+// ones: they must be exactly what pkg/webhookconfig, which the tests
+// register, builds.
 func TestManifestWebhooksAreGenerated(t *testing.T) {
 	for file, want := range map[string]any{
-		"mutatingwebhookconfiguration.yaml":   webhookconfig.Mutating(webhookconfig.Defaults()),
-		"validatingwebhookconfiguration.yaml": webhookconfig.Validating(webhookconfig.Defaults()),
+		"webhook/mutatingwebhookconfiguration.yaml":       webhookconfig.Mutating(webhookconfig.Defaults()),
+		"webhook/validatingwebhookconfiguration.yaml":     webhookconfig.Validating(webhookconfig.Defaults()),
+		"certmanager/mutatingwebhookconfiguration.yaml":   webhookconfig.Mutating(webhookconfig.CertManager()),
+		"certmanager/validatingwebhookconfiguration.yaml": webhookconfig.Validating(webhookconfig.CertManager()),
 	} {
-		raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", "webhook", file))
+		raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +80,7 @@ func TestManifestWebhooksAreGenerated(t *testing.T) {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(built, shipped); diff != "" {
-			t.Errorf("manifests/webhook/%s differs from pkg/webhookconfig; run make manifests (-built +shipped):\n%s", file, diff)
+			t.Errorf("manifests/%s differs from pkg/webhookconfig; run make manifests (-built +shipped):\n%s", file, diff)
 		}
 	}
 }
