@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"net/http"
 	"strings"
 
@@ -121,7 +122,45 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 		}
 		errs = append(errs, field.Forbidden(field.NewPath("spec"), err.Error()))
 	}
+	switch st := store.(type) {
+	case *v1alpha1.SecretStore:
+		errs = append(errs, validateVersions(&st.Spec, es)...)
+	case *v1alpha1.ClusterSecretStore:
+		errs = append(errs, validateVersions(&st.Spec, es)...)
+	}
 	return errs, "", nil
+}
+
+// validateVersions checks remoteRef versions against what the store's
+// provider understands. The CRD admits any version any provider has (a Vault
+// KV v2 number, an AWS stage or version id, a GCP number or "latest").
+func validateVersions(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
+	vp := store.Provider.Vault
+	if vp == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	check := func(path *field.Path, version string) {
+		if version == "" {
+			return
+		}
+		if vp.Version == v1alpha1.VaultKVv1 {
+			errs = append(errs, field.Invalid(path, version, "the store's Vault KV v1 engine has no versions; remove it"))
+			return
+		}
+		if n, err := strconv.Atoi(version); err != nil || n < 1 {
+			errs = append(errs, field.Invalid(path, version, "a Vault KV v2 version is a positive number"))
+		}
+	}
+	for i, d := range es.Spec.Data {
+		check(field.NewPath("spec", "data").Index(i).Child("remoteRef", "version"), d.RemoteRef.Version)
+	}
+	for i, d := range es.Spec.DataFrom {
+		if d.Extract != nil {
+			check(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "version"), d.Extract.Version)
+		}
+	}
+	return errs
 }
 
 // validateRoles denies a SecretStore that names an AWS role its namespace's

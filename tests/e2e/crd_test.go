@@ -39,8 +39,8 @@ func TestCRDValidation(t *testing.T) {
 		{"secretKey that is not a file name", externalSecret(ns, "key", v1alpha1.ExternalSecretSpec{
 			Data: []v1alpha1.ExternalSecretData{data("../etc/passwd", "a", "", "")},
 		}), []string{"spec.data[0].secretKey"}},
-		{"non-numeric version", externalSecret(ns, "version", v1alpha1.ExternalSecretSpec{
-			Data: []v1alpha1.ExternalSecretData{data("k", "a", "", "latest")},
+		{"version that no provider has", externalSecret(ns, "version", v1alpha1.ExternalSecretSpec{
+			Data: []v1alpha1.ExternalSecretData{data("k", "a", "", "v 1")},
 		}), []string{"spec.data[0].remoteRef.version"}},
 		{"duplicate secretKey", externalSecret(ns, "dup", v1alpha1.ExternalSecretSpec{
 			Data: []v1alpha1.ExternalSecretData{data("k", "a", "", ""), data("k", "b", "", "")},

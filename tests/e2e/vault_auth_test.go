@@ -81,6 +81,15 @@ func TestVaultAuthMethods(t *testing.T) {
 		}
 	}
 
+	// Versions the store's engine cannot have are refused at admission.
+	for store, version := range map[string]string{"kv1": "2", "jwt": "latest"} {
+		err := cluster.Client.Create(ctx, externalSecret(ns, "bad-version-"+store, v1alpha1.ExternalSecretSpec{
+			SecretStoreRef: v1alpha1.SecretStoreRef{Name: store, Kind: v1alpha1.SecretStoreKindNamespaced},
+			Data:           []v1alpha1.ExternalSecretData{data("value", ns+"/app", "", version)},
+		}))
+		wantDenied(t, err, "spec.data[0].remoteRef.version", map[string]string{"kv1": "KV v1 engine has no versions", "jwt": "positive number"}[store])
+	}
+
 	// The sync, one Secret per auth method.
 	want := map[string]string{"via-jwt": password, "via-approle": password, "via-kv1": legacy}
 	for name, v := range want {

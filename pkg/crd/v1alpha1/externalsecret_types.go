@@ -41,9 +41,12 @@ type RemoteRef struct {
 	// +optional
 	Property string `json:"property,omitempty"`
 
-	// Version of the secret to read. Empty means the current one.
-	// For Vault KV v2, a version number.
-	// +kubebuilder:validation:Pattern=`^[0-9]*$`
+	// Version of the secret to read. Empty means the current one. Vault
+	// KV v2: a version number; AWS Secrets Manager: a version stage
+	// (AWSCURRENT, AWSPREVIOUS, ...) or a version id; Google Secret
+	// Manager: a version number or "latest".
+	// +kubebuilder:validation:Pattern=`^[-_.:/a-zA-Z0-9]*$`
+	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	Version string `json:"version,omitempty"`
 }
@@ -70,8 +73,10 @@ type ExternalSecretExtract struct {
 	// +optional
 	Property string `json:"property,omitempty"`
 
-	// Version of the secret to read. Empty means the current one.
-	// +kubebuilder:validation:Pattern=`^[0-9]*$`
+	// Version of the secret to read. Empty means the current one; see
+	// RemoteRef.Version.
+	// +kubebuilder:validation:Pattern=`^[-_.:/a-zA-Z0-9]*$`
+	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	Version string `json:"version,omitempty"`
 }
