@@ -1,0 +1,317 @@
+package vault_test
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/vault"
+)
+
+const (
+	value     = "s3cr3t-value-never-logged"
+	nsHeader  = "team-a"
+	goodToken = "hvs.issued"
+)
+
+// fakeVault answers the few Vault API calls the provider makes, as Vault
+// does, and records what it was asked.
+type fakeVault struct {
+	srv *httptest.Server
+
+	mu         sync.Mutex
+	logins     []string // login paths
+	loginBody  []map[string]any
+	namespaces []string // X-Vault-Namespace of every request
+	reads      []string // paths read with a token
+}
+
+func newFakeVault(t *testing.T) *fakeVault {
+	t.Helper()
+	f := &fakeVault{}
+	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeVault) caPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+}
+
+func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.namespaces = append(f.namespaces, r.Header.Get("X-Vault-Namespace"))
+	f.mu.Unlock()
+	reply := func(code int, body any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	path := strings.TrimPrefix(r.URL.Path, "/v1/")
+	if strings.HasPrefix(path, "auth/") && strings.HasSuffix(path, "/login") {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		f.mu.Lock()
+		f.logins = append(f.logins, path)
+		f.loginBody = append(f.loginBody, body)
+		f.mu.Unlock()
+		if body["jwt"] == "rejected" || body["secret_id"] == "rejected" {
+			reply(http.StatusBadRequest, map[string]any{"errors": []string{"permission denied"}})
+			return
+		}
+		reply(http.StatusOK, map[string]any{"auth": map[string]any{"client_token": goodToken}})
+		return
+	}
+	if r.Header.Get("X-Vault-Token") != goodToken {
+		reply(http.StatusForbidden, map[string]any{"errors": []string{"permission denied"}})
+		return
+	}
+	f.mu.Lock()
+	f.reads = append(f.reads, r.URL.RequestURI())
+	f.mu.Unlock()
+	switch path {
+	case "secret/data/app":
+		v := r.URL.Query().Get("version")
+		if v == "" {
+			v = "3"
+		}
+		reply(http.StatusOK, map[string]any{"data": map[string]any{
+			"data":     map[string]any{"password": value, "version": v},
+			"metadata": map[string]any{"version": 3},
+		}})
+	case "secret/metadata/app":
+		reply(http.StatusOK, map[string]any{"data": map[string]any{"current_version": 3, "versions": map[string]any{}}})
+	case "kv1/legacy":
+		reply(http.StatusOK, map[string]any{"data": map[string]any{"token": value}})
+	case "secret/data/denied":
+		reply(http.StatusForbidden, map[string]any{"errors": []string{"1 error occurred:\n\t* permission denied\n\n"}})
+	case "secret/data/throttled":
+		reply(http.StatusTooManyRequests, map[string]any{"errors": []string{"request path \"secret/data/throttled\": rate limit quota exceeded"}})
+	case "secret/data/broken":
+		// A proxy in front of Vault failing with a body that echoes data.
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, "upstream said: "+value)
+	default:
+		reply(http.StatusNotFound, map[string]any{"errors": []string{}})
+	}
+}
+
+func (f *fakeVault) config(mount string, kv int) vault.Config {
+	return vault.Config{Server: f.srv.URL, Mount: mount, KVVersion: kv, Namespace: nsHeader, CABundle: f.caPEM()}
+}
+
+func TestLoginOncePerProvider(t *testing.T) {
+	for name, tc := range map[string]struct {
+		auth      func(*vault.Config)
+		loginPath string
+		fields    []string
+	}{
+		"kubernetes": {func(c *vault.Config) { c.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"} }, "auth/kubernetes/login", []string{"role", "jwt"}},
+		"jwt":        {func(c *vault.Config) { c.JWT = &vault.KubernetesAuth{MountPath: "oidc-k8s", Role: "app", JWT: "pod-token"} }, "auth/oidc-k8s/login", []string{"role", "jwt"}},
+		"approle":    {func(c *vault.Config) { c.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "sid"} }, "auth/approle/login", []string{"role_id", "secret_id"}},
+		"token":      {func(c *vault.Config) { c.Token = goodToken }, "", nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeVault(t)
+			cfg := f.config("secret", 2)
+			tc.auth(&cfg)
+			p, err := vault.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				got, err := p.GetSecret(context.Background(), fetch.Ref{Key: "app"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(got), value) {
+					t.Fatalf("GetSecret = %s", got)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			switch {
+			case tc.loginPath == "" && len(f.logins) != 0:
+				t.Errorf("token auth logged in: %v", f.logins)
+			case tc.loginPath != "" && (len(f.logins) != 1 || f.logins[0] != tc.loginPath):
+				t.Errorf("logins = %v, want one at %s", f.logins, tc.loginPath)
+			}
+			for _, k := range tc.fields {
+				if f.loginBody[0][k] == nil {
+					t.Errorf("login body has no %q: %v", k, f.loginBody[0])
+				}
+			}
+			for i, ns := range f.namespaces {
+				if ns != nsHeader {
+					t.Errorf("request %d carried namespace %q, want %q", i, ns, nsHeader)
+				}
+			}
+		})
+	}
+}
+
+func TestVersionsAndKV1(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.GetSecret(context.Background(), fetch.Ref{Key: "/app/", Version: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), `"version":"2"`) {
+		t.Errorf("version 2 not requested: %s", got)
+	}
+	for _, bad := range []string{"latest", "0", "-1", "AWSCURRENT"} {
+		if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "app", Version: bad}); !errors.Is(err, fetch.ErrInvalid) {
+			t.Errorf("version %q: err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	before := len(f.reads)
+	v, err := p.CurrentVersion(context.Background(), "app")
+	if err != nil || v != "3" {
+		t.Fatalf("CurrentVersion = %q, %v; want 3", v, err)
+	}
+	if r := f.reads[before:]; len(r) != 1 || !strings.HasPrefix(r[0], "/v1/secret/metadata/") {
+		t.Errorf("CurrentVersion read %v, want the metadata only", r)
+	}
+
+	cfg = f.config("kv1", 1)
+	cfg.Token = goodToken
+	p1, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p1.GetSecret(context.Background(), fetch.Ref{Key: "legacy"}); err != nil || !strings.Contains(string(got), value) {
+		t.Errorf("KV v1 GetSecret = %s, %v", got, err)
+	}
+	if _, err := p1.GetSecret(context.Background(), fetch.Ref{Key: "legacy", Version: "1"}); !errors.Is(err, fetch.ErrInvalid) {
+		t.Errorf("KV v1 with a version: err = %v, want ErrInvalid", err)
+	}
+	if _, err := p1.CurrentVersion(context.Background(), "legacy"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("KV v1 CurrentVersion: err = %v, want ErrUnsupported", err)
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]error{"missing": fetch.ErrNotFound, "denied": fetch.ErrAccessDenied, "throttled": fetch.ErrThrottled} {
+		_, err := p.GetSecret(context.Background(), fetch.Ref{Key: key})
+		if !errors.Is(err, want) {
+			t.Errorf("%s: err = %v, want %v", key, err, want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "secret/"+key) {
+			t.Errorf("%s: error %q does not name the path", key, err)
+		}
+	}
+	_, err = p.GetSecret(context.Background(), fetch.Ref{Key: "broken"})
+	switch {
+	case err == nil:
+		t.Fatal("a 502 was read as a secret")
+	case fetch.Permanent(err):
+		t.Errorf("a 502 is permanent: %v", err)
+	case strings.Contains(err.Error(), value):
+		t.Errorf("the error repeats the response body: %q", err)
+	}
+	if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "throttled"}); fetch.Permanent(err) {
+		t.Error("throttling is permanent")
+	}
+}
+
+func TestLoginFailures(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "rejected"}
+	_, err := vault.New(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "auth/approle/login") || !strings.Contains(err.Error(), `"rid"`) {
+		t.Errorf("err = %v, want it to name the login path and the role", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "rejected") {
+		t.Errorf("the error repeats the secret id: %v", err)
+	}
+
+	cfg = f.config("secret", 2)
+	if _, err := vault.New(context.Background(), cfg); err == nil {
+		t.Error("a config without auth was accepted")
+	}
+	cfg.Token, cfg.KVVersion = goodToken, 3
+	if _, err := vault.New(context.Background(), cfg); !errors.Is(err, fetch.ErrInvalid) {
+		t.Errorf("KV version 3: err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	cfg.CABundle = nil
+	p, err := vault.New(context.Background(), cfg)
+	if err == nil {
+		_, err = p.GetSecret(context.Background(), fetch.Ref{Key: "app"})
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("an untrusted server: err = %v, want a certificate error", err)
+	}
+	cfg.CABundle = []byte("not PEM")
+	if _, err := vault.New(context.Background(), cfg); !errors.Is(err, fetch.ErrInvalid) {
+		t.Errorf("a bad caBundle: err = %v, want ErrInvalid", err)
+	}
+}
+
+// The process environment must not decide where secrets come from or as whom.
+func TestEnvironmentIgnored(t *testing.T) {
+	f := newFakeVault(t)
+	t.Setenv("VAULT_TOKEN", goodToken)
+	t.Setenv("VAULT_NAMESPACE", "someone-else")
+	t.Setenv("VAULT_SKIP_VERIFY", "true")
+	cfg := f.config("secret", 2)
+	cfg.Namespace = ""
+	cfg.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"}
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range f.namespaces {
+		if ns != "" {
+			t.Errorf("a request carried VAULT_NAMESPACE %q", ns)
+		}
+	}
+	if len(f.logins) != 1 {
+		t.Errorf("VAULT_TOKEN was used instead of logging in: %d logins", len(f.logins))
+	}
+	cfg.CABundle = nil
+	cfg.Kubernetes = nil
+	cfg.Token = goodToken
+	p, err = vault.New(context.Background(), cfg)
+	if err == nil {
+		_, err = p.GetSecret(context.Background(), fetch.Ref{Key: "app"})
+	}
+	if err == nil {
+		t.Error("VAULT_SKIP_VERIFY turned TLS verification off")
+	}
+}
