@@ -114,10 +114,16 @@ func TestLoginOncePerProvider(t *testing.T) {
 		loginPath string
 		fields    []string
 	}{
-		"kubernetes": {func(c *vault.Config) { c.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"} }, "auth/kubernetes/login", []string{"role", "jwt"}},
-		"jwt":        {func(c *vault.Config) { c.JWT = &vault.KubernetesAuth{MountPath: "oidc-k8s", Role: "app", JWT: "pod-token"} }, "auth/oidc-k8s/login", []string{"role", "jwt"}},
-		"approle":    {func(c *vault.Config) { c.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "sid"} }, "auth/approle/login", []string{"role_id", "secret_id"}},
-		"token":      {func(c *vault.Config) { c.Token = goodToken }, "", nil},
+		"kubernetes": {func(c *vault.Config) {
+			c.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"}
+		}, "auth/kubernetes/login", []string{"role", "jwt"}},
+		"jwt": {func(c *vault.Config) {
+			c.JWT = &vault.KubernetesAuth{MountPath: "oidc-k8s", Role: "app", JWT: "pod-token"}
+		}, "auth/oidc-k8s/login", []string{"role", "jwt"}},
+		"approle": {func(c *vault.Config) {
+			c.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "sid"}
+		}, "auth/approle/login", []string{"role_id", "secret_id"}},
+		"token": {func(c *vault.Config) { c.Token = goodToken }, "", nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
