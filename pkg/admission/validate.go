@@ -3,8 +3,8 @@ package admission
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"net/http"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
