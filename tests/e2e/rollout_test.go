@@ -160,12 +160,17 @@ func TestRolloutOnRotation(t *testing.T) {
 		waitReplicaSets(ctx, t, ns, name, 1)
 	}
 
+	written := time.Now()
 	if err := vault.Put(ctx, ns+"/db", map[string]any{"password": v2}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"auto", "listed", "reloader", "files"} {
 		waitReplicaSets(ctx, t, ns, name, 2)
 	}
+	// A figure, not an assertion: refreshInterval 1s plus the storm guard's
+	// debounce bound it.
+	t.Logf("Vault write → new ReplicaSet of all four Deployments: %s (refreshInterval 1s, debounce %s)",
+		time.Since(written).Round(10*time.Millisecond), rolloutDebounce)
 	// Once per change: nothing more after the storm guard's window, and the
 	// unannotated and paused Deployments never roll.
 	time.Sleep(rolloutDebounce + 2*time.Second)
