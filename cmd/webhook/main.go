@@ -5,12 +5,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +34,7 @@ import (
 
 	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
 	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/certs"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/policy"
@@ -72,7 +75,21 @@ type Config struct {
 	EnablePolicy         bool
 	PermittedKeyAnn      string
 	PermittedRoleAnn     string
+	// TLSMode is TLSModeFiles or TLSModeSelfManaged.
+	TLSMode string
+	// Certs configures self-managed TLS.
+	Certs certs.Config
 }
+
+// TLS modes (--tls-mode).
+const (
+	// TLSModeFiles serves tls.crt and tls.key of --cert-dir, reloaded when
+	// they change: a Secret mounted there by cert-manager, or any files.
+	TLSModeFiles = "files"
+	// TLSModeSelfManaged issues and rotates keyhook's own CA and serving
+	// certificate (pkg/certs).
+	TLSModeSelfManaged = "self-managed"
+)
 
 func parseConfig(args []string) (Config, *zap.Options, error) {
 	var c Config
@@ -99,12 +116,36 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.BoolVar(&c.EnablePolicy, "enable-policy", true, "label namespaces selected by ClusterInjectionPolicies (keyhook.dev/injection) so the webhook entries fail closed where a policy enforces (leader-elected when --leader-elect)")
 	fs.StringVar(&c.PermittedKeyAnn, "permitted-key-annotation", tenancy.DefaultPermittedKeyAnnotation, "namespace annotation holding a regular expression that every remote key its ExternalSecrets read must match; empty turns the check off")
 	fs.StringVar(&c.PermittedRoleAnn, "permitted-role-annotation", tenancy.DefaultPermittedRoleAnnotation, "namespace annotation holding a regular expression that every AWS role its stores use must match; empty turns the check off")
+	fs.StringVar(&c.TLSMode, "tls-mode", TLSModeFiles, "where the serving certificate comes from: files (tls.crt and tls.key in --cert-dir, e.g. from cert-manager) or self-managed (keyhook issues, stores in --cert-secret and rotates its own CA and certificate, and keeps the caBundle of its webhook configurations current)")
+	var certSecret, hosts string
+	fs.StringVar(&certSecret, "cert-secret", "keyhook-system/keyhook-webhook-tls", "self-managed TLS: namespace/name of the Secret holding the CA and the serving certificate (RBAC in manifests/ names it)")
+	fs.StringVar(&c.Certs.WebhookConfiguration, "webhook-configuration", "keyhook", "self-managed TLS: name of the Mutating- and ValidatingWebhookConfiguration whose caBundle keyhook keeps current (RBAC in manifests/ names it)")
+	fs.StringVar(&hosts, "webhook-service", "keyhook-webhook.keyhook-system.svc,keyhook-webhook.keyhook-system.svc.cluster.local", "self-managed TLS: comma-separated DNS names and IP addresses of the webhook Service, which the serving certificate is for")
+	fs.DurationVar(&c.Certs.CAValidity, "ca-validity", certs.DefaultCAValidity, "self-managed TLS: lifetime of a CA")
+	fs.DurationVar(&c.Certs.CARenewBefore, "ca-renew-before", 0, "self-managed TLS: a CA with less than this left is replaced (the old one stays trusted until it expires); 0 means a third of --ca-validity")
+	fs.DurationVar(&c.Certs.CertValidity, "cert-validity", certs.DefaultCertValidity, "self-managed TLS: lifetime of a serving certificate")
+	fs.DurationVar(&c.Certs.CertRenewBefore, "cert-renew-before", 0, "self-managed TLS: a serving certificate with less than this left is renewed; 0 means a third of --cert-validity")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, nil, err
 	}
 	var errs []error
+	switch c.TLSMode {
+	case TLSModeFiles:
+		c.Certs = certs.Config{} // unused: keep it from looking configured
+	case TLSModeSelfManaged:
+		c.Certs.Secret = certs.ParseSecretRef(certSecret)
+		for _, h := range strings.Split(hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				c.Certs.Hosts = append(c.Certs.Hosts, h)
+			}
+		}
+		c.Certs = c.Certs.WithDefaults()
+		errs = append(errs, c.Certs.Validate())
+	default:
+		errs = append(errs, fmt.Errorf("--tls-mode %q is not %s or %s", c.TLSMode, TLSModeFiles, TLSModeSelfManaged))
+	}
 	if c.AgentImage == "" {
 		errs = append(errs, errors.New("--agent-image must not be empty"))
 	}
@@ -148,13 +189,26 @@ func run(args []string) error {
 		return err
 	}
 
-	webhookServer := webhook.NewServer(webhook.Options{
+	ctx := ctrl.SetupSignalHandler()
+	webhookOpts := webhook.Options{
 		Host:     cfg.WebhookHost,
 		Port:     cfg.WebhookPort,
 		CertDir:  cfg.CertDir,
 		CertName: "tls.crt",
 		KeyName:  "tls.key",
-	})
+	}
+	var certCache *certs.Cache
+	var serving *certs.ServingCert
+	if cfg.TLSMode == TLSModeSelfManaged {
+		if certCache, err = certs.NewCache(ctx, restCfg, scheme, cfg.Certs); err != nil {
+			return err
+		}
+		serving = &certs.ServingCert{Reader: certCache, Secret: cfg.Certs.Secret, Log: ctrl.Log.WithName("certs")}
+		// With GetCertificate set, the server does not read --cert-dir.
+		webhookOpts.CertDir = ""
+		webhookOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = serving.GetCertificate }}
+	}
+	webhookServer := webhook.NewServer(webhookOpts)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme: scheme,
 		// Only Secrets keyhook manages are cached: memory does not grow with
@@ -179,9 +233,24 @@ func run(args []string) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
+	if cfg.TLSMode == TLSModeSelfManaged {
+		if err := mgr.Add(certCache); err != nil {
+			return err
+		}
+		// Issues on the leader; every replica serves what it issued.
+		if err := (&certs.Reconciler{
+			Client:    mgr.GetClient(),
+			Cache:     certCache,
+			APIReader: mgr.GetAPIReader(),
+			Config:    cfg.Certs,
+			Clock:     clock.RealClock{},
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up self-managed TLS: %w", err)
+		}
+	}
+
 	// Start the informers the admission path reads before serving, so that
 	// no admission waits on a cold cache or calls the API server.
-	ctx := ctrl.SetupSignalHandler()
 	for _, obj := range []client.Object{&v1alpha1.ExternalSecret{}, &v1alpha1.SecretStore{}, &v1alpha1.ClusterSecretStore{}, &v1alpha1.ClusterInjectionPolicy{}, &corev1.Namespace{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting informer: %w", err)
@@ -213,6 +282,12 @@ func run(args []string) error {
 		}})
 		if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
 			return err
+		}
+		if serving != nil {
+			// Not ready, so not in the Service, until a certificate is loaded.
+			if err := mgr.AddReadyzCheck("serving-cert", serving.Ready); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.EnableSync {
@@ -274,7 +349,11 @@ func run(args []string) error {
 			}
 		}()
 	}
-	logger.Info("starting", "webhookPort", cfg.WebhookPort, "certDir", filepath.Clean(cfg.CertDir), "agentImage", cfg.AgentImage)
+	tlsFrom := "certDir=" + filepath.Clean(cfg.CertDir)
+	if cfg.TLSMode == TLSModeSelfManaged {
+		tlsFrom = "secret=" + cfg.Certs.Secret.String()
+	}
+	logger.Info("starting", "webhookPort", cfg.WebhookPort, "tlsMode", cfg.TLSMode, "tls", tlsFrom, "agentImage", cfg.AgentImage)
 	return mgr.Start(ctx)
 }
 

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,6 +34,8 @@ type ServingCert struct {
 	mu      sync.Mutex
 	version string // resourceVersion of the Secret last parsed
 	cert    *tls.Certificate
+	certPEM []byte // what cert was parsed from
+	keyPEM  []byte
 }
 
 // GetCertificate returns the Secret's certificate; while the Secret cannot
@@ -69,7 +72,11 @@ func (s *ServingCert) load(ctx context.Context) (*tls.Certificate, error) {
 		return s.cert, nil
 	}
 	s.version = secret.ResourceVersion
-	pair, err := tls.X509KeyPair(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
+	certPEM, keyPEM := secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]
+	if s.cert != nil && bytes.Equal(certPEM, s.certPEM) && bytes.Equal(keyPEM, s.keyPEM) {
+		return s.cert, nil // the Secret changed elsewhere, e.g. its CA bundle
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err == nil && pair.Leaf == nil {
 		err = errors.New("no certificate")
 	}
@@ -80,7 +87,7 @@ func (s *ServingCert) load(ctx context.Context) (*tls.Certificate, error) {
 		}
 		return nil, fmt.Errorf("no serving certificate yet: Secret %s holds no valid one: %w", s.Secret, err)
 	}
-	s.cert = &pair
+	s.cert, s.certPEM, s.keyPEM = &pair, certPEM, keyPEM
 	s.Log.Info("serving certificate loaded", "secret", s.Secret, "serial", pair.Leaf.SerialNumber.Text(16), "notAfter", pair.Leaf.NotAfter)
 	return s.cert, nil
 }

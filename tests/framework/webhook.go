@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -18,6 +19,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
@@ -52,15 +54,33 @@ type WebhookOptions struct {
 	Unregistered bool
 	// Name names the log file; default keyhook-webhook.
 	Name string
+	// SelfManagedTLS starts the webhook with --tls-mode=self-managed for
+	// 127.0.0.1: no certificate is written for it; its configurations are
+	// registered before it starts, without a caBundle, for it to fill in;
+	// it is ready once it serves a certificate it issued. Args name
+	// --cert-secret and the validities.
+	SelfManagedTLS bool
+	// ConfigName names the webhook configurations; default keyhook-tests.
+	ConfigName string
+	// EditConfigs, when set, edits the configurations before they are
+	// registered, e.g. to scope them to a test's namespace.
+	EditConfigs func(*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration)
 }
 
 // StartWebhook issues a CA and a serving certificate for 127.0.0.1, starts
 // the webhook with them, waits until it is ready and registers a
-// MutatingWebhookConfiguration for it with the CA as caBundle.
+// MutatingWebhookConfiguration for it with the CA as caBundle. With
+// SelfManagedTLS the webhook issues its own.
 func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
-	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: "keyhook-tests", bin: opts.Binary}
+	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: opts.ConfigName, bin: opts.Binary}
+	if w.ConfigName == "" {
+		w.ConfigName = "keyhook-tests"
+	}
 	var err error
-	if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
+	tlsArgs := []string{"--cert-dir=" + w.certDir}
+	if opts.SelfManagedTLS {
+		tlsArgs = []string{"--tls-mode=self-managed", "--webhook-service=127.0.0.1,localhost", "--webhook-configuration=" + w.ConfigName}
+	} else if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
 		return nil, err
 	}
 	for _, p := range []*int{&w.port, &w.metricsPort, &w.probePort} {
@@ -79,25 +99,57 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 		"--kubeconfig=" + c.Kubeconfig,
 		"--webhook-host=127.0.0.1",
 		"--webhook-port=" + itoa(w.port),
-		"--cert-dir=" + w.certDir,
 		"--metrics-bind-address=127.0.0.1:" + itoa(w.metricsPort),
 		"--health-probe-bind-address=127.0.0.1:" + itoa(w.probePort),
 		"--agent-image=" + opts.AgentImage,
-	}, opts.Args...)
+	}, append(tlsArgs, opts.Args...)...)
+	register := func() error {
+		o := WebhookConfigOptions(w.ConfigName, w.URL, w.CAPEM)
+		m, v := webhookconfig.Mutating(o), webhookconfig.Validating(o)
+		if opts.EditConfigs != nil {
+			opts.EditConfigs(m, v)
+		}
+		if err := c.Client.Create(ctx, m); err != nil {
+			return err
+		}
+		return c.Client.Create(ctx, v)
+	}
+	if opts.SelfManagedTLS && !opts.Unregistered {
+		if err := register(); err != nil {
+			return nil, err
+		}
+	}
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	if opts.Unregistered {
-		return w, nil
-	}
-	o := WebhookConfigOptions(w.ConfigName, w.URL, w.CAPEM)
-	if err := c.Client.Create(ctx, webhookconfig.Mutating(o)); err != nil {
-		return nil, err
-	}
-	if err := c.Client.Create(ctx, webhookconfig.Validating(o)); err != nil {
-		return nil, err
+	if !opts.SelfManagedTLS && !opts.Unregistered {
+		if err := register(); err != nil {
+			return nil, err
+		}
 	}
 	return w, nil
+}
+
+// Unregister deletes the webhook's configurations.
+func (w *Webhook) Unregister(ctx context.Context, c *Cluster) error {
+	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		obj.SetName(w.ConfigName)
+		if err := c.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ServedCertificate is the certificate the webhook presents in a new TLS
+// handshake now. It is read, not verified.
+func (w *Webhook) ServedCertificate() (*x509.Certificate, error) {
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", w.port), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the certificate, trusts nothing
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
 // Start starts (or restarts) the webhook process and waits until it is ready.
