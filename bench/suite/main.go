@@ -42,6 +42,7 @@ type Config struct {
 	ProfileDir string
 	Scale      bool
 	Only       string // comma-separated step names; empty runs all
+	Keep       bool
 
 	SingleDuration, ConcDuration, Warmup time.Duration
 	Concurrency                          int
@@ -61,6 +62,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.Count, "count", 5, "go test -count of the in-process benchmarks")
 	fs.StringVar(&c.ProfileDir, "profile", os.Getenv("BENCH_PROFILE"), "directory for CPU and heap profiles of the admission path and the reconciler (default $BENCH_PROFILE); empty writes none")
 	fs.BoolVar(&c.Scale, "scale", false, "also run the scale benchmarks: initial sync of 10,000 ExternalSecrets and reconciler RSS with 50,000 other Secrets")
+	fs.BoolVar(&c.Keep, "keep", false, "keep the logs of the processes started (they are kept anyway when the suite fails)")
 	fs.StringVar(&c.Only, "only", "", "run only these steps (comma-separated): inprocess, tls, apiserver, agent, sync, profile, scale")
 	fs.DurationVar(&c.SingleDuration, "single-duration", 8*time.Second, "measured time of each single-stream run")
 	fs.DurationVar(&c.ConcDuration, "conc-duration", 10*time.Second, "measured time of each concurrent run")
@@ -163,7 +165,7 @@ func run(args []string) error {
 			logf("stopping: %v", serr)
 		}
 	}
-	if err != nil {
+	if err != nil || cfg.Keep {
 		logf("logs kept in %s", dir)
 	} else {
 		os.RemoveAll(dir)

@@ -131,7 +131,10 @@ func (s *suite) waitReady(ctx context.Context, set syncSet, timeout time.Duratio
 }
 
 // counters are the reconciler's counters that the sync benchmarks read.
-type counters struct{ reads, logins, writes, rollouts float64 }
+type counters struct {
+	reads, logins, writes, rollouts float64
+	failed                          float64 // provider calls that did not succeed
+}
 
 func (s *suite) counters(url string) (counters, error) {
 	m, err := scrape(url)
@@ -143,11 +146,12 @@ func (s *suite) counters(url string) (counters, error) {
 		logins:   m.sum("keyhook_provider_calls_total", `call="login"`),
 		writes:   m.sum("keyhook_secret_writes_total"),
 		rollouts: m.sum("keyhook_rollouts_total"),
+		failed:   m.sum("keyhook_provider_calls_total") - m.sum("keyhook_provider_calls_total", `status="success"`),
 	}, nil
 }
 
 func (c counters) minus(o counters) counters {
-	return counters{c.reads - o.reads, c.logins - o.logins, c.writes - o.writes, c.rollouts - o.rollouts}
+	return counters{c.reads - o.reads, c.logins - o.logins, c.writes - o.writes, c.rollouts - o.rollouts, c.failed - o.failed}
 }
 
 // sync measures the reconciler: the initial sync of SyncExternalSecrets by a
@@ -155,12 +159,21 @@ func (c counters) minus(o counters) counters {
 // last set, refresh cycles in which nothing changed remotely.
 func (s *suite) sync(ctx context.Context) error {
 	e := s.env
+	// Only the ExternalSecrets of this step may exist, so that the
+	// reconciler's counters are this step's.
+	if s.tenantNS != "" {
+		if err := e.deleteNamespace(ctx, s.tenantNS); err != nil {
+			return err
+		}
+		s.tenantNS = ""
+	}
 	n := s.cfg.SyncExternalSecrets
 	initial := s.add(&figure{name: fmt.Sprintf("reconciler: initial sync of %d ExternalSecrets (%d Vault keys), start → all Ready", n, s.cfg.SyncKeys), unit: "s"})
 	initialReads := s.add(&figure{name: "reconciler: provider reads in that initial sync", unit: "reads", target: atMost(float64(s.cfg.SyncKeys))})
 	cycleWrites := s.add(&figure{name: fmt.Sprintf("steady state: Secret writes per refresh cycle (nothing changed, %d ExternalSecrets)", n), unit: "", target: atMost(0)})
 	cycleRollouts := s.add(&figure{name: "steady state: rollouts per refresh cycle", unit: "", target: atMost(0)})
 	cycleReads := s.add(&figure{name: "steady state: provider reads per refresh cycle", unit: "reads", target: atMost(float64(s.cfg.SyncKeys))})
+	cycleLogins := s.add(&figure{name: "steady state: provider logins per refresh cycle", unit: "logins"})
 	rss := s.add(&figure{name: fmt.Sprintf("reconciler peak RSS (VmHWM) after the initial sync of %d", n), unit: "MiB"})
 
 	var set syncSet
@@ -195,7 +208,7 @@ func (s *suite) sync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		logf("initial sync of %d: %s, %.0f reads, %.0f logins, %.0f writes, VmHWM %.1f MiB", n, d.Round(time.Millisecond), c.reads, c.logins, c.writes, hwm)
+		logf("initial sync of %d: %s, %.0f reads, %.0f logins (%.0f provider calls failed), %.0f writes, VmHWM %.1f MiB", n, d.Round(time.Millisecond), c.reads, c.logins, c.failed, c.writes, hwm)
 		initial.runs = append(initial.runs, d.Seconds())
 		initialReads.runs = append(initialReads.runs, c.reads)
 		rss.runs = append(rss.runs, hwm)
@@ -234,6 +247,7 @@ func (s *suite) sync(ctx context.Context) error {
 		cycleWrites.runs = append(cycleWrites.runs, d.writes)
 		cycleRollouts.runs = append(cycleRollouts.runs, d.rollouts)
 		cycleReads.runs = append(cycleReads.runs, d.reads)
+		cycleLogins.runs = append(cycleLogins.runs, d.logins)
 	}
 	// A rollout waits out the storm guard (--rollout-debounce, 10s): give
 	// one that the last cycle would have caused the time to happen.

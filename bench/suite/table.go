@@ -20,9 +20,9 @@ func atLeast(v float64) target { return target{op: ">=", value: v} }
 func (t target) String(unit string) string {
 	switch t.op {
 	case "<=":
-		return "≤ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit
+		return strings.TrimSpace("≤ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit)
 	case ">=":
-		return "≥ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit
+		return strings.TrimSpace("≥ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit)
 	}
 	return "—"
 }
@@ -77,6 +77,8 @@ func format(v float64) string {
 	}
 	a := math.Abs(v)
 	switch {
+	case v == math.Trunc(v) && a < 1e6:
+		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a == 0 || a >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
@@ -95,7 +97,7 @@ func markdown(figs []*figure) string {
 	for _, f := range figs {
 		med, rng := "—", "—"
 		if len(f.runs) > 0 {
-			med = format(f.median()) + " " + f.unit
+			med = strings.TrimSpace(format(f.median()) + " " + f.unit)
 			rng = format(slices.Min(f.runs)) + "–" + format(slices.Max(f.runs))
 		}
 		name := f.name
