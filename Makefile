@@ -34,10 +34,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and the webhook registrations (plain and cert-manager).
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
-	$(GO) run ./hack/webhookgen -dir manifests/webhook -cert-manager-dir manifests/certmanager
+	$(GO) run ./hack/webhookgen -dir manifests/self-managed -cert-manager-dir manifests/certmanager
 
 GENERATED := pkg/crd manifests/crd manifests/rbac \
-  manifests/webhook/mutatingwebhookconfiguration.yaml manifests/webhook/validatingwebhookconfiguration.yaml \
+  manifests/self-managed/mutatingwebhookconfiguration.yaml manifests/self-managed/validatingwebhookconfiguration.yaml \
   manifests/certmanager/mutatingwebhookconfiguration.yaml manifests/certmanager/validatingwebhookconfiguration.yaml
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 

@@ -1,5 +1,5 @@
 // Command webhookgen writes keyhook's webhook registrations from
-// pkg/webhookconfig (make manifests): the plain ones into manifests/webhook,
+// pkg/webhookconfig (make manifests): the plain ones into manifests/self-managed,
 // and the ones annotated for cert-manager's cainjector into
 // manifests/certmanager. Both come from the same code, so they differ only
 // in that annotation.
@@ -26,7 +26,7 @@ func main() {
 }
 
 func run() error {
-	dir := flag.String("dir", "manifests/webhook", "output directory of the registration without caBundle (webhookconfig.Defaults)")
+	dir := flag.String("dir", "manifests/self-managed", "output directory of the registration without caBundle (webhookconfig.Defaults)")
 	certManagerDir := flag.String("cert-manager-dir", "manifests/certmanager", "output directory of the registration cert-manager injects the CA into (webhookconfig.CertManager)")
 	timeout := flag.Int("timeout-seconds", 5, "timeoutSeconds of every webhook entry")
 	flag.Parse()

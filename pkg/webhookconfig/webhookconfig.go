@@ -20,9 +20,9 @@
 // pods, so keyhook can never block its own restart.
 //
 // The registration is written twice (hack/webhookgen), from the same code
-// so the two cannot drift: manifests/webhook without a caBundle, for an install
-// that brings its own TLS, and manifests/certmanager, annotated so that
-// cert-manager's cainjector fills the caBundle in.
+// so the two cannot drift: manifests/self-managed without a caBundle, which
+// keyhook writes itself (--tls-mode=self-managed), and manifests/certmanager,
+// annotated so that cert-manager's cainjector fills the caBundle in.
 package webhookconfig
 
 import (
@@ -65,7 +65,7 @@ const InjectCAFrom = "cert-manager.io/inject-ca-from"
 // namespace, that manifests/certmanager issues for the webhook's Service.
 const ServingCertificate = "keyhook-webhook"
 
-// Defaults are the options of manifests/webhook: no caBundle and no
+// Defaults are the options of manifests/self-managed: no caBundle and no
 // annotation, for installs whose TLS is not cert-manager's.
 func Defaults() Options {
 	return Options{
