@@ -94,6 +94,11 @@ func (s *suite) tls(ctx context.Context) error {
 	s.notef("AdmissionReview of the fixture pod: %d bytes", review.Size())
 	pid := e.webhook.Proc.Pid()
 	url := e.webhook.URL + admission.PodPath
+	idle, err := memStatus(pid, "VmRSS")
+	if err != nil {
+		return err
+	}
+	s.add(&figure{name: "webhook RSS before any admission (informers synced, idle)", unit: "MiB", runs: []float64{idle}})
 
 	p50 := s.add(&figure{name: "admission over TLS, single stream: p50", unit: "ms", target: atMost(0.3)})
 	p99 := s.add(&figure{name: "admission over TLS, single stream: p99", unit: "ms", target: atMost(0.8)})

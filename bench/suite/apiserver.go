@@ -42,7 +42,13 @@ func (s *suite) apiserver(ctx context.Context) error {
 	added := s.add(&figure{name: "pod create through the real API server, added by the webhook (median with − median without)", unit: "ms", target: atMost(1.5)})
 	with := s.add(&figure{name: "pod create through the real API server, with keyhook", unit: "ms"})
 	without := s.add(&figure{name: "pod create through the real API server, without keyhook", unit: "ms"})
+	apiCall := s.add(&figure{name: "API server's call of the keyhook webhook, mean as the API server times it (apiserver_admission_webhook_admission_duration_seconds)", unit: "ms"})
+	handler := s.add(&figure{name: "webhook's handling of those calls, mean as the webhook times it (controller_runtime_webhook_latency_seconds)", unit: "ms"})
 	pods := e.clientset.CoreV1().Pods(ns)
+	apiMetrics := func() (metrics, error) {
+		b, err := e.clientset.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		return metrics(b), err
+	}
 	phase := func(on bool) (float64, error) {
 		if err := e.register(ctx, on, ns); err != nil {
 			return 0, fmt.Errorf("registering the webhook (%v): %w", on, err)
@@ -72,9 +78,33 @@ func (s *suite) apiserver(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		apiBefore, err := apiMetrics()
+		if err != nil {
+			return err
+		}
+		whBefore, err := scrape(e.webhook.MetricsURL)
+		if err != nil {
+			return err
+		}
 		on, err := phase(true)
 		if err != nil {
 			return err
+		}
+		apiAfter, err := apiMetrics()
+		if err != nil {
+			return err
+		}
+		whAfter, err := scrape(e.webhook.MetricsURL)
+		if err != nil {
+			return err
+		}
+		const apiName, hook = "apiserver_admission_webhook_admission_duration_seconds", `name="pods.keyhook.dev"`
+		if n := apiAfter.sum(apiName+"_count", hook) - apiBefore.sum(apiName+"_count", hook); n > 0 {
+			apiCall.runs = append(apiCall.runs, 1000*(apiAfter.sum(apiName+"_sum", hook)-apiBefore.sum(apiName+"_sum", hook))/n)
+		}
+		const whName, path = "controller_runtime_webhook_latency_seconds", `webhook="/mutate-v1-pod"`
+		if n := whAfter.sum(whName+"_count", path) - whBefore.sum(whName+"_count", path); n > 0 {
+			handler.runs = append(handler.runs, 1000*(whAfter.sum(whName+"_sum", path)-whBefore.sum(whName+"_sum", path))/n)
 		}
 		logf("pod create: median %.2f ms without keyhook, %.2f ms with", off, on)
 		without.runs = append(without.runs, off)

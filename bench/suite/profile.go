@@ -38,6 +38,9 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	if err := e.stopReconciler(); err != nil {
 		return err
 	}
+	if err := s.dropTenant(ctx); err != nil {
+		return err
+	}
 	n := s.cfg.SyncExternalSecrets
 	set, err := s.makeSyncSet(ctx, "bench-profile", 1, n, s.cfg.SyncKeys, s.cfg.RefreshInterval)
 	if err != nil {

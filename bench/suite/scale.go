@@ -19,6 +19,9 @@ func (s *suite) scale(ctx context.Context) error {
 	if err := e.stopReconciler(); err != nil {
 		return err
 	}
+	if err := s.dropTenant(ctx); err != nil {
+		return err
+	}
 	nsCount := s.cfg.ScaleNamespaces
 	start := time.Now()
 	filler := strings.Repeat("x", 200)

@@ -161,11 +161,8 @@ func (s *suite) sync(ctx context.Context) error {
 	e := s.env
 	// Only the ExternalSecrets of this step may exist, so that the
 	// reconciler's counters are this step's.
-	if s.tenantNS != "" {
-		if err := e.deleteNamespace(ctx, s.tenantNS); err != nil {
-			return err
-		}
-		s.tenantNS = ""
+	if err := s.dropTenant(ctx); err != nil {
+		return err
 	}
 	n := s.cfg.SyncExternalSecrets
 	initial := s.add(&figure{name: fmt.Sprintf("reconciler: initial sync of %d ExternalSecrets (%d Vault keys), start → all Ready", n, s.cfg.SyncKeys), unit: "s"})
@@ -312,4 +309,17 @@ func parallel(ctx context.Context, workers, n int, fn func(i int) error) error {
 		return first
 	}
 	return ctx.Err()
+}
+
+// dropTenant deletes the fixture's namespace, if made, so that a reconciler
+// started next counts only the ExternalSecrets of its own step.
+func (s *suite) dropTenant(ctx context.Context) error {
+	if s.tenantNS == "" {
+		return nil
+	}
+	if err := s.env.deleteNamespace(ctx, s.tenantNS); err != nil {
+		return err
+	}
+	s.tenantNS = ""
+	return nil
 }
