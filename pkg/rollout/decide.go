@@ -114,7 +114,8 @@ func InjectedExternalSecrets(namespace string, tmpl *corev1.PodTemplateSpec) map
 
 // Current returns the versions of what a workload follows: each followed
 // keyhook-managed Secret by its data hash, each followed injected
-// ExternalSecret by a digest of its remote versions. secrets and
+// ExternalSecret by a digest of its remote versions (creationPolicy None) or
+// else by the data hash of the Secret it is synced into. secrets and
 // externalSecrets are the namespace's managed Secrets and ExternalSecrets by
 // name; what does not exist (yet) is left out.
 func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secrets map[string]*corev1.Secret, externalSecrets map[string]*v1alpha1.ExternalSecret) map[string]string {
@@ -136,10 +137,20 @@ func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secr
 	}
 	for name := range InjectedExternalSecrets(namespace, tmpl) {
 		es, ok := externalSecrets[name]
-		if !ok || len(es.Status.Versions) == 0 || !(sel.AllInjected || sel.ExternalSecrets[name]) {
+		if !ok || !(sel.AllInjected || sel.ExternalSecrets[name]) {
 			continue
 		}
-		out[externalSecretPrefix+name] = versionDigest(es.Status.Versions)
+		if len(es.Status.Versions) > 0 {
+			out[externalSecretPrefix+name] = versionDigest(es.Status.Versions)
+			continue
+		}
+		// Synced into a Secret as well (any creationPolicy but None): the
+		// injected files change when its content does.
+		for _, s := range secrets {
+			if s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
+				out[externalSecretPrefix+name] = s.Annotations[annotations.DataHash]
+			}
+		}
 	}
 	return out
 }

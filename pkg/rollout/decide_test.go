@@ -68,7 +68,7 @@ func withVersions(name string, v map[string]string) *v1alpha1.ExternalSecret {
 
 func TestCurrent(t *testing.T) {
 	tmpl := &corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"keyhook.dev/inject": "files,pending"}},
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"keyhook.dev/inject": "files,pending,synced"}},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{EnvFrom: []corev1.EnvFromSource{
 				{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "db"}}},
@@ -77,10 +77,12 @@ func TestCurrent(t *testing.T) {
 			}}},
 		},
 	}
-	secrets := map[string]*corev1.Secret{"db": managed("db", "db-es", "h-db"), "api": managed("api", "api-es", "h-api"), "other": managed("other", "o", "h-other")}
+	secrets := map[string]*corev1.Secret{"db": managed("db", "db-es", "h-db"), "api": managed("api", "api-es", "h-api"), "other": managed("other", "o", "h-other"),
+		"synced-target": managed("synced-target", "synced", "h-synced")}
 	ess := map[string]*v1alpha1.ExternalSecret{
 		"files":   withVersions("files", map[string]string{"app/x": "3"}),
 		"pending": withVersions("pending", nil), // not synced yet
+		"synced":  withVersions("synced", nil),  // creationPolicy Owner: followed by its Secret
 	}
 	filesDigest := versionDigest(map[string]string{"app/x": "3"})
 	for _, tc := range []struct {
@@ -89,7 +91,7 @@ func TestCurrent(t *testing.T) {
 		want map[string]string
 	}{
 		{"auto follows referenced managed Secrets and injected ExternalSecrets", Selection{AllSecrets: true, AllInjected: true},
-			map[string]string{"secret/db": "h-db", "secret/api": "h-api", "externalsecret/files": filesDigest}},
+			map[string]string{"secret/db": "h-db", "secret/api": "h-api", "externalsecret/files": filesDigest, "externalsecret/synced": "h-synced"}},
 		{"Reloader auto follows Secrets only", Selection{AllSecrets: true},
 			map[string]string{"secret/db": "h-db", "secret/api": "h-api"}},
 		{"a list of ExternalSecrets follows their Secrets and injections", Selection{ExternalSecrets: map[string]bool{"db-es": true, "files": true}},

@@ -22,7 +22,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -474,8 +473,7 @@ func disruptionsAllowed(t *testing.T, pdb *policyv1.PodDisruptionBudget, healthy
 
 // installCertManagerCRDs installs cert-manager.io's CRDs from the pinned
 // cert-manager module (deploy/crds: controller-gen output, which its Helm
-// chart wraps in templating; the schemas are the same) and removes them when
-// the test ends, so the other tests see the cluster as it was.
+// chart wraps in templating; the schemas are the same).
 func installCertManagerCRDs(ctx context.Context, t *testing.T) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", certManagerModule)
@@ -495,37 +493,10 @@ func installCertManagerCRDs(ctx context.Context, t *testing.T) {
 		t.Fatalf("installing cert-manager's CRDs from %s: %v", dir, err)
 	}
 	t.Logf("installed %d cert-manager CRDs from %s in %s", len(crds), dir, time.Since(start).Round(time.Millisecond))
-	// The cluster's client does not know CRDs as a type; this one does.
-	scheme := runtime.NewScheme()
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for _, crd := range crds {
-			if err := c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("removing CRD %s: %v", crd.Name, err)
-			}
-		}
-		// Waited for, so that a rerun (-count) does not find them terminating.
-		err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-			for _, crd := range crds {
-				err := c.Get(ctx, client.ObjectKeyFromObject(crd), &apiextensionsv1.CustomResourceDefinition{})
-				if !apierrors.IsNotFound(err) {
-					return false, client.IgnoreNotFound(err)
-				}
-			}
-			return true, nil
-		})
-		if err != nil {
-			t.Errorf("cert-manager's CRDs were not removed: %v", err)
-		}
-	})
+	// The CRDs stay: they change nothing for the other tests (no cert-manager
+	// object is ever created, only dry-run), InstallCRDs updates them on a
+	// rerun, and deleting them could stall in the test apiserver's CRD
+	// finalizer for over a minute (seen twice on a busy machine).
 }
 
 func objKey(o metav1.Object) string {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -175,6 +176,12 @@ func TestClusterInjectionPolicyEnforced(t *testing.T) {
 		t.Errorf("apiserver_admission_webhook_fail_open_count for pods.keyhook.dev did not grow (%d → %d)", failOpenBefore, after)
 	}
 	ownPod := plainPod("keyhook-system", "keyhook", map[string]string{"keyhook.dev/inject": "anything"}, map[string]string{"app.kubernetes.io/name": "keyhook"})
+	// keyhook's namespace enforces the restricted Pod Security Standard
+	// once manifests/ is applied (TestManifestsApply, TestCertManagerManifests).
+	ownPod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	ownPod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
 	if err := cluster.Client.Create(ctx, ownPod); err != nil {
 		t.Errorf("keyhook's own namespace must never wait for keyhook: %v", err)
 	}

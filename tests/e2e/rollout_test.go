@@ -144,6 +144,8 @@ func TestRolloutOnRotation(t *testing.T) {
 		deployment(ns, "listed", annotated("keyhook.dev/rollout", "db-creds"), secretVolume("db-creds")),
 		deployment(ns, "reloader", annotated("reloader.stakater.com/auto", "true"), secretVolume("db-creds")),
 		deployment(ns, "files", annotated("keyhook.dev/rollout", "auto"), injecting("db-files")),
+		// Injected, from an ExternalSecret also synced into a Secret.
+		deployment(ns, "files-synced", annotated("keyhook.dev/rollout", "auto"), injecting("db-creds")),
 		deployment(ns, "plain", envFromSecret("db-creds")),
 		deployment(ns, "paused", annotated("keyhook.dev/rollout", "auto"), annotated("keyhook.dev/rollout-paused", "true"), envFromSecret("db-creds")),
 	} {
@@ -155,8 +157,9 @@ func TestRolloutOnRotation(t *testing.T) {
 		waitRecorded(ctx, t, ns, name, "secret/db-creds")
 	}
 	waitRecorded(ctx, t, ns, "files", "externalsecret/db-files")
+	waitRecorded(ctx, t, ns, "files-synced", "externalsecret/db-creds")
 	// Opting in and the first sync roll nothing.
-	for _, name := range []string{"auto", "listed", "reloader", "files", "plain", "paused"} {
+	for _, name := range []string{"auto", "listed", "reloader", "files", "files-synced", "plain", "paused"} {
 		waitReplicaSets(ctx, t, ns, name, 1)
 	}
 
@@ -164,17 +167,17 @@ func TestRolloutOnRotation(t *testing.T) {
 	if err := vault.Put(ctx, ns+"/db", map[string]any{"password": v2}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"auto", "listed", "reloader", "files"} {
+	for _, name := range []string{"auto", "listed", "reloader", "files", "files-synced"} {
 		waitReplicaSets(ctx, t, ns, name, 2)
 	}
 	// A figure, not an assertion: refreshInterval 1s plus the storm guard's
 	// debounce bound it.
-	t.Logf("Vault write → new ReplicaSet of all four Deployments: %s (refreshInterval 1s, debounce %s)",
+	t.Logf("Vault write → new ReplicaSet of all five Deployments: %s (refreshInterval 1s, debounce %s)",
 		time.Since(written).Round(10*time.Millisecond), rolloutDebounce)
 	// Once per change: nothing more after the storm guard's window, and the
 	// unannotated and paused Deployments never roll.
 	time.Sleep(rolloutDebounce + 2*time.Second)
-	for name, want := range map[string]int{"auto": 2, "listed": 2, "reloader": 2, "files": 2, "plain": 1, "paused": 1} {
+	for name, want := range map[string]int{"auto": 2, "listed": 2, "reloader": 2, "files": 2, "files-synced": 2, "plain": 1, "paused": 1} {
 		if got := replicaSets(ctx, t, ns, name); got != want {
 			t.Errorf("Deployment %s has %d ReplicaSets, want %d", name, got, want)
 		}
