@@ -14,9 +14,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
@@ -46,39 +48,9 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	restCfg := rest.CopyConfig(e.cluster.Config)
-	restCfg.QPS, restCfg.Burst = -1, 0 // as ctrl.GetConfig in a cluster
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme: e.cluster.Scheme,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
-		}},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
+	mgr, err := s.inProcessReconciler()
 	if err != nil {
 		return err
-	}
-	clientset, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return err
-	}
-	resolver := &resolve.Resolver{
-		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
-		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
-	}
-	if err := (&secretsync.Reconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
-		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
-		Reads:     secretsync.NewReadCache(10*time.Second, clock.RealClock{}),
-		Recorder:  mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
-	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	for _, kind := range rollout.Kinds {
-		if err := (&rollout.Reconciler{Client: mgr.GetClient(), Kind: kind, Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{}, Debounce: 10 * time.Second}).SetupWithManager(mgr); err != nil {
-			return err
-		}
 	}
 
 	dir := s.cfg.ProfileDir
@@ -130,6 +102,51 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	return e.deleteNamespace(ctx, set.namespaces[0])
 }
 
+// inProcessReconciler is a manager running the reconcilers of cmd/webhook,
+// wired as cmd/webhook wires them, in the suite's own process, so that they
+// can be profiled.
+func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
+	e := s.env
+	restCfg := rest.CopyConfig(e.cluster.Config)
+	restCfg.QPS, restCfg.Burst = -1, 0 // as ctrl.GetConfig in a cluster
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme: e.cluster.Scheme,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
+		}},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// The suite may run it more than once in its process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	resolver := &resolve.Resolver{
+		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
+		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
+	}
+	if err := (&secretsync.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
+		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
+		Reads:     secretsync.NewReadCache(10*time.Second, clock.RealClock{}),
+		Recorder:  mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	for _, kind := range rollout.Kinds {
+		if err := (&rollout.Reconciler{Client: mgr.GetClient(), Kind: kind, Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{}, Debounce: 10 * time.Second}).SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
+	}
+
+	return mgr, nil
+}
+
 func startCPUProfile(file string) (stop func(), err error) {
 	f, err := os.Create(file)
 	if err != nil {
@@ -152,4 +169,46 @@ func writeHeapProfile(file string) error {
 	}
 	defer f.Close()
 	return pprof.WriteHeapProfile(f)
+}
+
+// profileScale profiles the reconciler holding the scale run's objects: the
+// in-process reconciler starts on the synced ExternalSecrets (a restart:
+// informers list everything, every ExternalSecret is reconciled and found
+// not due), settles, and its heap is written.
+func (s *suite) profileScale(ctx context.Context) error {
+	if err := s.env.stopReconciler(); err != nil {
+		return err
+	}
+	mgr, err := s.inProcessReconciler()
+	if err != nil {
+		return err
+	}
+	dir := s.cfg.ProfileDir
+	stopCPU, err := startCPUProfile(filepath.Join(dir, "scale.restart.cpu.pprof"))
+	if err != nil {
+		return err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		stopCPU()
+		return fmt.Errorf("in-process reconciler: caches did not sync")
+	}
+	time.Sleep(30 * time.Second)
+	stopCPU()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if err := writeHeapProfile(filepath.Join(dir, "scale.heap.pprof")); err != nil {
+		return err
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	s.notef("scale profiles (in-process reconciler restarted on the synced objects): go tool pprof %s (also scale.restart.cpu.pprof); live heap after GC %.0f MiB (the suite's own included)",
+		filepath.Join(dir, "scale.heap.pprof"), float64(ms.HeapAlloc)/(1<<20))
+	return nil
 }

@@ -81,5 +81,8 @@ func (s *suite) scale(ctx context.Context) error {
 	reads.runs = []float64{c.reads}
 	rss.runs = []float64{hwm}
 	initial.note, rss.note = "one run", "one run"
+	if s.cfg.ProfileDir != "" {
+		return s.profileScale(ctx)
+	}
 	return nil
 }
