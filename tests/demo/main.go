@@ -2,7 +2,9 @@
 // control plane (etcd, kube-apiserver, kube-controller-manager), a Vault dev
 // server with example data, and the keyhook webhook. It applies examples/,
 // prints how the Deployment's pod was injected, runs the pod's init-agent as
-// the kubelet would, and lists the files it wrote. It stays up until Ctrl-C,
+// the kubelet would, and lists the files it wrote; then shows the synced
+// Secret, rotates a value in Vault and shows the Secret follow and the
+// Deployment roll once. It stays up until Ctrl-C,
 // then stops everything it started. `make demo` runs it.
 package main
 
@@ -21,9 +23,13 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/tests/framework"
@@ -85,7 +91,7 @@ func run() error {
 	fmt.Printf("   Vault at %s: secret/demo/db, secret/demo/api; role demo-app for serviceaccount demo/app\n", vault.Addr)
 
 	step("starting the keyhook webhook (TLS) and registering it")
-	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo"})
+	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo", Args: []string{"--rollout-debounce=2s"}})
 	if err != nil {
 		return err
 	}
@@ -147,6 +153,44 @@ func run() error {
 		return err
 	}
 
+	step("the reconciler keeps a Secret of each ExternalSecret current")
+	before, err := waitSecret(ctx, cluster, "db-creds", func(*corev1.Secret) bool { return true })
+	if err != nil {
+		return err
+	}
+	if err := showSecret(cluster, before, examples["demo/db"]); err != nil {
+		return err
+	}
+	if out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "get", "externalsecrets", "-n", "demo"); err == nil {
+		fmt.Print(indent(out))
+	}
+
+	step("rotating secret/demo/db in Vault; keyhook.dev/force-sync asks for a sync now, not within refreshInterval (1h)")
+	examples["demo/db"]["password"] = "tr0ub4dor-and-3-rotated"
+	if err := vault.Put(ctx, "demo/db", examples["demo/db"]); err != nil {
+		return err
+	}
+	out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "annotate", "externalsecret", "-n", "demo", "db-creds",
+		"keyhook.dev/force-sync="+time.Now().Format("150405.000"), "--overwrite")
+	fmt.Print(indent(out))
+	if err != nil {
+		return err
+	}
+	after, err := waitSecret(ctx, cluster, "db-creds", func(s *corev1.Secret) bool {
+		return s.Annotations[annotations.DataHash] != before.Annotations[annotations.DataHash]
+	})
+	if err != nil {
+		return err
+	}
+	if err := showSecret(cluster, after, examples["demo/db"]); err != nil {
+		return err
+	}
+	rolled, err := waitRollout(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(rolled))
+
 	fmt.Printf("\nkeyhook is up. Point kubectl at it:\n\n   export KUBECONFIG=%s\n   %s get pods,externalsecrets,secretstores -n demo\n   %s get pod -n demo -l app=web -o yaml\n\n",
 		cluster.Kubeconfig, kubectl, kubectl)
 	if *once {
@@ -159,6 +203,80 @@ func run() error {
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+// waitSecret waits for the Secret keyhook syncs from ExternalSecret name.
+func waitSecret(ctx context.Context, cluster *framework.Cluster, name string, ok func(*corev1.Secret) bool) (*corev1.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	s := &corev1.Secret{}
+	err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: name}, s); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return ok(s), nil
+	})
+	if err != nil {
+		es := &v1alpha1.ExternalSecret{}
+		if gerr := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: "demo", Name: name}, es); gerr == nil {
+			for _, c := range es.Status.Conditions {
+				err = fmt.Errorf("%w; ExternalSecret %s is %s=%s: %s", err, name, c.Type, c.Status, c.Message)
+			}
+		}
+		return nil, fmt.Errorf("waiting for Secret demo/%s: %w", name, err)
+	}
+	return s, nil
+}
+
+// showSecret prints a synced Secret's keys, owner and data hash, and checks
+// its data against Vault without printing a value.
+func showSecret(cluster *framework.Cluster, s *corev1.Secret, want map[string]any) error {
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	owner := "none"
+	if len(s.OwnerReferences) > 0 {
+		owner = s.OwnerReferences[0].Kind + "/" + s.OwnerReferences[0].Name
+	}
+	hash := s.Annotations[annotations.DataHash]
+	fmt.Printf("   Secret demo/%s: keys %v, owner %s, %s=%.12s…\n", s.Name, keys, owner, annotations.DataHash, hash)
+	for k, v := range want {
+		if string(s.Data[k]) != v.(string) {
+			return fmt.Errorf("Secret demo/%s key %s differs from Vault", s.Name, k)
+		}
+	}
+	fmt.Printf("   every key matches Vault\n")
+	return nil
+}
+
+// waitRollout waits until the opted-in Deployment web has rolled once, and
+// describes it: ReplicaSets and the Rollout event.
+func waitRollout(ctx context.Context, cluster *framework.Cluster) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var rss appsv1.ReplicaSetList
+	err := framework.WaitFor(ctx, 200*time.Millisecond, func() (bool, error) {
+		if err := cluster.Client.List(ctx, &rss, client.InNamespace("demo"), client.MatchingLabels{"app": "web"}); err != nil {
+			return false, err
+		}
+		return len(rss.Items) >= 2, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("Deployment demo/web did not roll: %w", err)
+	}
+	out := fmt.Sprintf("Deployment demo/web (keyhook.dev/rollout: auto) rolled once: %d ReplicaSets\n", len(rss.Items))
+	var evs eventsv1.EventList
+	if err := cluster.Client.List(ctx, &evs, client.InNamespace("demo")); err != nil {
+		return "", err
+	}
+	for _, e := range evs.Items {
+		if e.Regarding.Kind == "Deployment" && e.Reason == "Rollout" {
+			out += "event Rollout: " + e.Note + "\n"
+		}
+	}
+	return out, nil
+}
 
 func indent(s string) string {
 	if s == "" {
