@@ -76,7 +76,10 @@ func (s *suite) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	logf("scale: initial sync of %d in %s, %.0f reads, %.0f logins, %.0f writes, VmHWM %.1f MiB", n, d.Round(time.Millisecond), c.reads, c.logins, c.writes, hwm)
+	logf("scale: initial sync of %d in %s, %.0f reads, %.0f logins, %.0f writes, VmHWM %.1f MiB; at the end: %s", n, d.Round(time.Millisecond), c.reads, c.logins, c.writes, hwm, c.process())
+	if settled, err := s.counters(rec.MetricsURL); err == nil {
+		s.notef("scale: reconciler at the end of the initial sync: %s; 10s later: %s", c.process(), settled.process())
+	}
 	initial.runs = []float64{d.Seconds()}
 	reads.runs = []float64{c.reads}
 	rss.runs = []float64{hwm}

@@ -134,6 +134,8 @@ func (s *suite) waitReady(ctx context.Context, set syncSet, timeout time.Duratio
 type counters struct {
 	reads, logins, writes, rollouts float64
 	failed                          float64 // provider calls that did not succeed
+	// Of the process, at the scrape.
+	goroutines, fds, heapMiB float64
 }
 
 func (s *suite) counters(url string) (counters, error) {
@@ -147,11 +149,15 @@ func (s *suite) counters(url string) (counters, error) {
 		writes:   m.sum("keyhook_secret_writes_total"),
 		rollouts: m.sum("keyhook_rollouts_total"),
 		failed:   m.sum("keyhook_provider_calls_total") - m.sum("keyhook_provider_calls_total", `status="success"`),
+
+		goroutines: m.sum("go_goroutines"),
+		fds:        m.sum("process_open_fds"),
+		heapMiB:    m.sum("go_memstats_heap_inuse_bytes") / (1 << 20),
 	}, nil
 }
 
 func (c counters) minus(o counters) counters {
-	return counters{c.reads - o.reads, c.logins - o.logins, c.writes - o.writes, c.rollouts - o.rollouts, c.failed - o.failed}
+	return counters{c.reads - o.reads, c.logins - o.logins, c.writes - o.writes, c.rollouts - o.rollouts, c.failed - o.failed, c.goroutines, c.fds, c.heapMiB}
 }
 
 // sync measures the reconciler: the initial sync of SyncExternalSecrets by a
@@ -205,7 +211,7 @@ func (s *suite) sync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		logf("initial sync of %d: %s, %.0f reads, %.0f logins (%.0f provider calls failed), %.0f writes, VmHWM %.1f MiB", n, d.Round(time.Millisecond), c.reads, c.logins, c.failed, c.writes, hwm)
+		logf("initial sync of %d: %s, %.0f reads, %.0f logins (%.0f provider calls failed), %.0f writes, VmHWM %.1f MiB; %s", n, d.Round(time.Millisecond), c.reads, c.logins, c.failed, c.writes, hwm, c.process())
 		initial.runs = append(initial.runs, d.Seconds())
 		initialReads.runs = append(initialReads.runs, c.reads)
 		rss.runs = append(rss.runs, hwm)
@@ -322,4 +328,8 @@ func (s *suite) dropTenant(ctx context.Context) error {
 	}
 	s.tenantNS = ""
 	return nil
+}
+
+func (c counters) process() string {
+	return fmt.Sprintf("%.0f goroutines, %.0f open fds, heap in use %.1f MiB", c.goroutines, c.fds, c.heapMiB)
 }
