@@ -274,7 +274,6 @@ func run(args []string) error {
 				AgentImagePullPolicy: corev1.PullPolicy(cfg.AgentImagePullPolicy),
 				AgentArgs:            []string{"--deadline=" + cfg.AgentDeadline.String()},
 			},
-			Decoder: admission.NewDecoder(scheme),
 		}})
 		webhookServer.Register(keyhookadmission.ValidatePath, &webhook.Admission{Handler: &keyhookadmission.Validator{
 			Resolver: resolver,

@@ -113,7 +113,6 @@ func benchInjector(b *testing.B) (*keyhookadmission.PodInjector, context.Context
 			AgentImagePullPolicy: corev1.PullIfNotPresent,
 			AgentArgs:            []string{"--deadline=2m0s"},
 		},
-		Decoder: admission.NewDecoder(scheme),
 	}
 	review, err := loadgen.NewReview(fixture.Pod(ns))
 	if err != nil {

@@ -104,7 +104,6 @@ func fuzzInjector(t testing.TB) *keyhookadmission.PodInjector {
 			AgentImagePullPolicy: corev1.PullIfNotPresent,
 			AgentArgs:            []string{"--deadline=2m0s"},
 		},
-		Decoder: admission.NewDecoder(scheme),
 	}
 }
 

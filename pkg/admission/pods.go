@@ -5,7 +5,7 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -13,11 +13,13 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -57,8 +59,6 @@ type PodInjector struct {
 	Resolver *resolve.Resolver
 	// Config is the webhook-wide part of the mutation.
 	Config mutate.Config
-	// Decoder decodes admission requests.
-	Decoder admission.Decoder
 }
 
 var _ admission.Handler = (*PodInjector)(nil)
@@ -95,9 +95,16 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 }
 
 func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	// Decoded straight into a Pod, as the API machinery's JSON serializer
+	// does (case-sensitive, integers kept), without its detour through a
+	// second decode to read apiVersion and kind: the registration sends
+	// only v1 Pods.
 	pod := &corev1.Pod{}
-	if err := h.Decoder.Decode(req, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, err), ResultError
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("the request holds no pod")), ResultError
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
 	}
 	name := pod.Name
 	if name == "" {
@@ -199,10 +206,13 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 		logger.Info("denied", "reason", err.Error())
 		return admission.Denied(err.Error()), ResultDenied
 	}
-	raw, err := json.Marshal(out)
+	ops, err := mutate.Patch(req.Object.Raw, pod, out)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
 	logger.Info("injected", "externalSecrets", want.Names, "mode", want.Mode)
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(warnings...), ResultInjected
+	resp := admission.Patched("", ops...)
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	resp.PatchType = &jsonPatch
+	return resp.WithWarnings(warnings...), ResultInjected
 }
