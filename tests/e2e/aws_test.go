@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -99,23 +97,8 @@ func TestAWSProviders(t *testing.T) {
 		t.Fatalf("pod not injected")
 	}
 	before := srv.Calls(awstest.OpAssumeRoleWithWebIdentity)
-	root := t.TempDir()
-	run, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Err != nil {
-		t.Fatalf("agent failed: %v\n%s", run.Err, run.Output)
-	}
-	for file, want := range map[string]string{"db/password": dbPass, "api/key": apiKey} {
-		got, err := os.ReadFile(filepath.Join(root, "var/run/secrets/keyhook", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != want {
-			t.Errorf("%s differs from AWS", file)
-		}
-	}
+	output, root := runAgent(ctx, t, pod)
+	wantFiles(t, root, map[string]string{"db/password": dbPass, "api/key": apiKey})
 	// One STS exchange per store the pod uses, with the pod's own token.
 	if n := srv.Calls(awstest.OpAssumeRoleWithWebIdentity) - before; n != 2 {
 		t.Errorf("agent called AssumeRoleWithWebIdentity %d times, want 2 (one per store)", n)
@@ -126,7 +109,7 @@ func TestAWSProviders(t *testing.T) {
 		}
 	}
 	assertNoValues(ctx, t, ns, dbPass, apiKey)
-	if strings.Contains(run.Output, dbPass) || strings.Contains(run.Output, apiKey) {
+	if strings.Contains(output, dbPass) || strings.Contains(output, apiKey) {
 		t.Errorf("agent output contains a secret value")
 	}
 
@@ -136,7 +119,7 @@ func TestAWSProviders(t *testing.T) {
 	if err := cluster.Client.Create(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	run, err = framework.RunAgent(ctx, cluster, agentBin, other, t.TempDir(), "--deadline=5s")
+	run, err := framework.RunAgent(ctx, cluster, agentBin, other, t.TempDir(), "--deadline=5s")
 	if err != nil {
 		t.Fatal(err)
 	}

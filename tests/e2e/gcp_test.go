@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,7 +9,6 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm/gcpsmtest"
-	"github.com/keyhook/keyhook/tests/framework"
 )
 
 // TestGoogleSecretManager syncs and injects from Google Secret Manager (the
@@ -89,23 +86,10 @@ func TestGoogleSecretManager(t *testing.T) {
 			}
 		}
 	}
-	root := t.TempDir()
-	run, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Err != nil {
-		t.Fatalf("agent failed: %v\n%s", run.Err, run.Output)
-	}
-	got, err := os.ReadFile(filepath.Join(root, "var/run/secrets/keyhook/gcp/password"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != password {
-		t.Error("injected file differs from Google Secret Manager")
-	}
+	output, root := runAgent(ctx, t, pod)
+	wantFiles(t, root, map[string]string{"gcp/password": password})
 	assertNoValues(ctx, t, ns, password, "PRIVATE KEY")
-	if strings.Contains(run.Output, password) {
+	if strings.Contains(output, password) {
 		t.Error("agent output contains the secret value")
 	}
 }

@@ -70,6 +70,37 @@ func tenant(ctx context.Context, t *testing.T, prefix string) string {
 	return ns
 }
 
+// runAgent runs pod's init-agent as the kubelet would and fails the test if
+// it fails; it returns what the agent printed and the pod's root directory.
+func runAgent(ctx context.Context, t *testing.T, pod *corev1.Pod) (output, root string) {
+	t.Helper()
+	root = t.TempDir()
+	run, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Err != nil {
+		t.Fatalf("agent failed: %v\n%s", run.Err, run.Output)
+	}
+	return run.Output, root
+}
+
+// wantFiles checks the files the agent wrote under root's secret directory
+// (path relative to it → value), without printing a value.
+func wantFiles(t *testing.T, root string, want map[string]string) {
+	t.Helper()
+	for file, v := range want {
+		got, err := os.ReadFile(filepath.Join(root, "var/run/secrets/keyhook", file))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if string(got) != v {
+			t.Errorf("%s differs from the provider", file)
+		}
+	}
+}
+
 func externalSecret(ns, name string, spec v1alpha1.ExternalSecretSpec) *v1alpha1.ExternalSecret {
 	if spec.SecretStoreRef.Name == "" {
 		spec.SecretStoreRef = v1alpha1.SecretStoreRef{Name: "vault", Kind: v1alpha1.SecretStoreKindNamespaced}

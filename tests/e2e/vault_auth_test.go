@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,23 +103,12 @@ func TestVaultAuthMethods(t *testing.T) {
 	if !hasAgent(pod) {
 		t.Fatal("pod not injected")
 	}
-	root := t.TempDir()
-	run, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Err != nil {
-		t.Fatalf("agent failed: %v\n%s", run.Err, run.Output)
-	}
+	_, root := runAgent(ctx, t, pod)
+	files := map[string]string{}
 	for name, v := range want {
-		got, err := os.ReadFile(filepath.Join(root, "var/run/secrets/keyhook", name, "value"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != v {
-			t.Errorf("%s/value differs from Vault", name)
-		}
+		files[name+"/value"] = v
 	}
+	wantFiles(t, root, files)
 	// The pod spec carries the secret id and token only as secretKeyRefs.
 	for _, c := range pod.Spec.InitContainers {
 		for _, e := range c.Env {
@@ -137,7 +124,7 @@ func TestVaultAuthMethods(t *testing.T) {
 	if err := cluster.Client.Create(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	run, err = framework.RunAgent(ctx, cluster, agentBin, other, t.TempDir(), "--deadline=5s")
+	run, err := framework.RunAgent(ctx, cluster, agentBin, other, t.TempDir(), "--deadline=5s")
 	if err != nil {
 		t.Fatal(err)
 	}
