@@ -179,6 +179,10 @@ func (s *suite) tls(ctx context.Context) error {
 		rss.runs = append(rss.runs, hwm)
 	}
 	rss.note = "peak after each run"
+	if m, err := scrape(e.webhook.MetricsURL); err == nil {
+		s.notef("webhook after the load: Go heap in use %.1f MiB, memory obtained from the OS by the Go runtime %.1f MiB, %.0f goroutines, VmHWM %.1f MiB",
+			m.sum("go_memstats_heap_inuse_bytes")/(1<<20), m.sum("go_memstats_sys_bytes")/(1<<20), m.sum("go_goroutines"), rss.runs[len(rss.runs)-1])
+	}
 	s.tenantNS = ns
 	return nil
 }
