@@ -285,7 +285,11 @@ func gitCommit() string {
 func (s *suite) report(started time.Time, load string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# keyhook benchmarks\n\n")
-	fmt.Fprintf(&b, "`make bench` of %s, commit %s, %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), gitCommit(), time.Since(started).Round(time.Second))
+	target := "make bench"
+	if s.cfg.Scale {
+		target = "make bench-scale"
+	}
+	fmt.Fprintf(&b, "`%s` (bench/suite %s) of %s, commit %s, %s.\n\n", target, strings.Join(os.Args[1:], " "), started.UTC().Format("2006-01-02 15:04 MST"), gitCommit(), time.Since(started).Round(time.Second))
 	fmt.Fprintf(&b, "- nproc: %d (%s)\n- go: %s %s/%s\n- load average before the run: %s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
 	fmt.Fprintf(&b, "- median of %d runs unless the runs column says otherwise; in-process benchmarks: go test -count %d\n\n", s.cfg.Runs, s.cfg.Count)
 	b.WriteString(markdown(s.figures))
