@@ -62,7 +62,7 @@ test: verify testenv build ## Run every test: unit, package and end-to-end again
 	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \
 	  $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# make bench: the benchmark suite of bench/suite (~10 minutes): one table,
+# make bench: the benchmark suite of bench/suite (~5 minutes): one table,
 # also written to bench/results.md. BENCH_PROFILE=dir writes CPU and heap
 # profiles of the admission path and the reconciler; BENCH_FLAGS passes flags
 # (go run ./bench/suite -h). make bench-scale adds 10,000 ExternalSecrets and
