@@ -66,6 +66,7 @@ type Config struct {
 	EnableSync           bool
 	RolloutDebounce      time.Duration
 	ProviderCacheTTL     time.Duration
+	ProviderSessionTTL   time.Duration
 	LeaderElect          bool
 	LeaderElectionNS     string
 	LeaseDuration        time.Duration
@@ -107,6 +108,7 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
 	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 10*time.Second, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read")
+	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
 	fs.DurationVar(&c.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait before taking over a lease that is not renewed")
@@ -294,12 +296,14 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
+		reads := secretsync.NewReadCache(cfg.ProviderCacheTTL, clock.RealClock{})
+		reads.SessionTTL = cfg.ProviderSessionTTL
 		if err := (&secretsync.Reconciler{
 			Client:    mgr.GetClient(),
 			APIReader: mgr.GetAPIReader(),
 			Resolver:  resolver,
 			Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
-			Reads:     secretsync.NewReadCache(cfg.ProviderCacheTTL, clock.RealClock{}),
+			Reads:     reads,
 			Recorder:  mgr.GetEventRecorder("keyhook"),
 			Clock:     clock.RealClock{},
 		}).SetupWithManager(mgr); err != nil {

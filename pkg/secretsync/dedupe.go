@@ -58,9 +58,25 @@ type ReadCache struct {
 	TTL   time.Duration
 	Clock clock.PassiveClock
 
-	mu      sync.Mutex
-	entries map[string]cacheEntry
-	flight  singleflight.Group
+	// SessionTTL is how long a logged-in provider (a Vault token, AWS
+	// credentials, a Google connection) serves the ExternalSecrets of one
+	// namespace and store before the next read logs in again; 0 logs in
+	// for every sync. A session refused with access denied is dropped and
+	// the read retried once with a fresh login.
+	SessionTTL time.Duration
+
+	mu       sync.Mutex
+	entries  map[string]cacheEntry
+	sessions map[string]*session
+	flight   singleflight.Group
+}
+
+// session is one login, shared by the syncs of one scope until it expires.
+type session struct {
+	provider fetch.Provider
+	at       time.Time
+	users    int  // cachedProviders holding it
+	retired  bool // no longer handed out; closed when the last user lets go
 }
 
 type cacheEntry struct {
@@ -70,7 +86,7 @@ type cacheEntry struct {
 
 // NewReadCache returns an empty cache.
 func NewReadCache(ttl time.Duration, c clock.PassiveClock) *ReadCache {
-	return &ReadCache{TTL: ttl, Clock: c, entries: map[string]cacheEntry{}}
+	return &ReadCache{TTL: ttl, Clock: c, entries: map[string]cacheEntry{}, sessions: map[string]*session{}}
 }
 
 // Provider returns a provider for src that serves reads from the cache and
@@ -95,8 +111,10 @@ type cachedProvider struct {
 	src     *resolve.Source
 	factory ProviderFactory
 
-	mu    sync.Mutex
-	inner fetch.Provider
+	mu      sync.Mutex
+	inner   fetch.Provider
+	session *session // when inner is a shared session's
+	reused  bool     // the session was another sync's login
 }
 
 var (
@@ -104,11 +122,21 @@ var (
 	_ fetch.VersionProber = (*cachedProvider)(nil)
 )
 
+// provider returns the logged-in provider: this reader's, else a live
+// session of its scope, else a new login (shared as a session when
+// SessionTTL allows).
 func (p *cachedProvider) provider(ctx context.Context) (fetch.Provider, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.inner != nil {
 		return p.inner, nil
+	}
+	c := p.cache
+	if c.SessionTTL > 0 {
+		if s := c.acquire(p.scope); s != nil {
+			p.inner, p.session, p.reused = s.provider, s, true
+			return s.provider, nil
+		}
 	}
 	inner, err := p.factory(ctx, p.src)
 	ProviderCalls.WithLabelValues(ProviderName(p.src.Store), "login", callStatus(err)).Inc()
@@ -116,13 +144,90 @@ func (p *cachedProvider) provider(ctx context.Context) (fetch.Provider, error) {
 		return nil, fmt.Errorf("%s %s: %w", p.src.StoreKind, p.src.StoreName, err)
 	}
 	p.inner = inner
+	if c.SessionTTL > 0 {
+		p.session = c.share(p.scope, inner)
+	}
 	return inner, nil
 }
 
-// Close closes the provider it logged in with, if it holds a connection.
+// relogin drops a reused session that a provider refused, so that the next
+// read logs in afresh. It reports whether there was one to drop: a refusal
+// of this reader's own fresh login stands.
+func (p *cachedProvider) relogin() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.session == nil || !p.reused {
+		return false
+	}
+	p.cache.release(p.session, true)
+	p.inner, p.session, p.reused = nil, nil, false
+	return true
+}
+
+// acquire returns a live session of scope, counted as used, or nil.
+func (c *ReadCache) acquire(scope string) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sessions[scope]
+	if s == nil {
+		return nil
+	}
+	if c.Clock.Since(s.at) >= c.SessionTTL {
+		delete(c.sessions, scope)
+		s.retired = true
+		if s.users == 0 {
+			_ = closeProvider(s.provider)
+		}
+		return nil
+	}
+	s.users++
+	return s
+}
+
+// share makes a new login the session of scope, retiring the one it
+// replaces (two syncs may log in at once).
+func (c *ReadCache) share(scope string, p fetch.Provider) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.sessions[scope]; old != nil {
+		old.retired = true
+		if old.users == 0 {
+			_ = closeProvider(old.provider)
+		}
+	}
+	s := &session{provider: p, at: c.Clock.Now(), users: 1}
+	c.sessions[scope] = s
+	return s
+}
+
+// release lets go of a session; retire also stops handing it out.
+func (c *ReadCache) release(s *session, retire bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.users--
+	if retire && !s.retired {
+		s.retired = true
+		for k, v := range c.sessions {
+			if v == s {
+				delete(c.sessions, k)
+			}
+		}
+	}
+	if s.retired && s.users == 0 {
+		_ = closeProvider(s.provider)
+	}
+}
+
+// Close lets go of the provider it used: a session stays open for the next
+// sync of its scope; a login of its own is closed.
 func (p *cachedProvider) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.session != nil {
+		p.cache.release(p.session, false)
+		p.inner, p.session, p.reused = nil, nil, false
+		return nil
+	}
 	err := closeProvider(p.inner)
 	p.inner = nil
 	return err
@@ -165,8 +270,17 @@ func (p *cachedProvider) cached(ctx context.Context, call, key string, read func
 		at := c.Clock.Now()
 		b, err := read(inner)
 		ProviderCalls.WithLabelValues(ProviderName(p.src.Store), call, callStatus(err)).Inc()
+		if errors.Is(err, fetch.ErrAccessDenied) && p.relogin() {
+			// A reused login may have expired or been revoked: once more
+			// with a fresh one, whose answer stands.
+			if inner, err = p.provider(ctx); err != nil {
+				return nil, err
+			}
+			b, err = read(inner)
+			ProviderCalls.WithLabelValues(ProviderName(p.src.Store), call, callStatus(err)).Inc()
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s %s: %w", p.src.StoreKind, p.src.StoreName, err)
 		}
 		c.mu.Lock()
 		c.entries[k] = cacheEntry{value: b, at: at}

@@ -1,0 +1,180 @@
+package secretsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+// backend counts logins, reads and closes of the providers it hands out.
+type backend struct {
+	mu             sync.Mutex
+	logins, closed int
+	reads          map[string]int // key → reads
+	deny           func(login int) bool
+}
+
+type fakeProvider struct {
+	b     *backend
+	login int
+	ns    string
+}
+
+func (b *backend) factory(_ context.Context, src *resolve.Source) (fetch.Provider, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.logins++
+	return &fakeProvider{b: b, login: b.logins, ns: src.ExternalSecret.Namespace}, nil
+}
+
+func (p *fakeProvider) GetSecret(_ context.Context, ref fetch.Ref) ([]byte, error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.deny != nil && p.b.deny(p.login) {
+		return nil, fmt.Errorf("login %d: %w", p.login, fetch.ErrAccessDenied)
+	}
+	p.b.reads[ref.Key]++
+	return []byte(p.ns + ":" + ref.Key), nil
+}
+
+func (p *fakeProvider) Close() error {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.closed++
+	return nil
+}
+
+func source(ns string) *resolve.Source {
+	return &resolve.Source{
+		ExternalSecret: &v1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "es"}},
+		StoreKind:      v1alpha1.SecretStoreKindCluster,
+		StoreName:      "vault",
+		Store:          &v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{Server: "https://vault"}}},
+	}
+}
+
+// sync reads key as one reconcile of an ExternalSecret of ns does, and lets
+// go of the provider after.
+func syncOnce(t *testing.T, c *ReadCache, b *backend, ns, key string) (string, error) {
+	t.Helper()
+	p, err := c.Provider(source(ns), b.factory, c.TTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeProvider(p)
+	v, err := p.GetSecret(context.Background(), fetch.Ref{Key: key})
+	return string(v), err
+}
+
+func TestReadCacheSharesReadsWithinANamespaceOnly(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(10*time.Second, clk)
+	b := &backend{reads: map[string]int{}}
+	for _, ns := range []string{"a", "a", "b"} {
+		v, err := syncOnce(t, c, b, ns, "db")
+		if err != nil || v != ns+":db" {
+			t.Fatalf("namespace %s read %q, %v", ns, v, err)
+		}
+	}
+	if b.reads["db"] != 2 || b.logins != 2 {
+		t.Errorf("reads %d, logins %d; want 2 and 2 (one per namespace)", b.reads["db"], b.logins)
+	}
+	if b.closed != 2 {
+		t.Errorf("%d providers closed, want 2: without sessions every login is closed after its sync", b.closed)
+	}
+}
+
+func TestSessionsReuseOneLogin(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(10*time.Second, clk)
+	c.SessionTTL = 5 * time.Minute
+	b := &backend{reads: map[string]int{}}
+
+	// Three refresh cycles a minute apart: the reads are fresh each time
+	// (past the read TTL), the login is not.
+	for range 3 {
+		if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
+			t.Fatal(err)
+		}
+		clk.Step(time.Minute)
+	}
+	if b.reads["db"] != 3 || b.logins != 1 || b.closed != 0 {
+		t.Errorf("reads %d, logins %d, closed %d; want 3, 1, 0", b.reads["db"], b.logins, b.closed)
+	}
+	// Another namespace never gets that session.
+	if v, _ := syncOnce(t, c, b, "b", "db"); v != "b:db" || b.logins != 2 {
+		t.Errorf("namespace b read %q with %d logins in all, want its own login", v, b.logins)
+	}
+	// Past SessionTTL: a new login, and the old session is closed.
+	clk.Step(5 * time.Minute)
+	if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if b.logins != 3 || b.closed != 1 {
+		t.Errorf("logins %d, closed %d after the session expired; want 3 and 1", b.logins, b.closed)
+	}
+}
+
+func TestSessionRefusedLogsInAgain(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Second, clk)
+	c.SessionTTL = 5 * time.Minute
+	b := &backend{reads: map[string]int{}}
+	if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
+		t.Fatal(err)
+	}
+	// The first login's token is revoked: its reuse is refused, one fresh
+	// login reads.
+	b.deny = func(login int) bool { return login == 1 }
+	clk.Step(2 * time.Second)
+	if v, err := syncOnce(t, c, b, "a", "db"); err != nil || v != "a:db" {
+		t.Fatalf("after a refused session: %q, %v", v, err)
+	}
+	if b.logins != 2 || b.closed != 1 {
+		t.Errorf("logins %d, closed %d; want 2 and 1", b.logins, b.closed)
+	}
+	// A fresh login that is refused is an answer: no second try.
+	b.deny = func(int) bool { return true }
+	clk.Step(6 * time.Minute)
+	_, err := syncOnce(t, c, b, "a", "db")
+	if !errors.Is(err, fetch.ErrAccessDenied) {
+		t.Fatalf("err = %v, want access denied", err)
+	}
+	if b.logins != 3 {
+		t.Errorf("logins %d, want 3: a refused fresh login is not retried", b.logins)
+	}
+}
+
+func TestSessionsConcurrentSyncs(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Nanosecond, clk)
+	c.SessionTTL = time.Minute
+	b := &backend{reads: map[string]int{}}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if _, err := syncOnce(t, c, b, "a", fmt.Sprint("k", i%5)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	clk.Step(2 * time.Minute)
+	if _, err := syncOnce(t, c, b, "a", "k0"); err != nil {
+		t.Fatal(err)
+	}
+	// Every login but the live session's has been closed, none twice.
+	if b.closed != b.logins-1 {
+		t.Errorf("logins %d, closed %d; want all but the live session closed", b.logins, b.closed)
+	}
+}
