@@ -130,10 +130,14 @@ func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
 		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
 		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
 	}
+	// cmd/webhook's defaults: --provider-cache-ttl 10s,
+	// --provider-session-ttl 5m, --sync-workers 4.
+	reads := secretsync.NewReadCache(10*time.Second, clock.RealClock{})
+	reads.SessionTTL = 5 * time.Minute
 	if err := (&secretsync.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
 		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
-		Reads:     secretsync.NewReadCache(10*time.Second, clock.RealClock{}),
+		Reads:     reads, Workers: 4,
 		Recorder:  mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -73,3 +73,21 @@ func TestParseConfigTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestParseConfigSync(t *testing.T) {
+	c, _, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SyncWorkers != 4 || c.ProviderSessionTTL != 5*time.Minute {
+		t.Errorf("defaults: --sync-workers %d, --provider-session-ttl %s; want 4 and 5m", c.SyncWorkers, c.ProviderSessionTTL)
+	}
+	for args, want := range map[string]string{
+		"--sync-workers=0":           "--sync-workers 0 must be at least 1",
+		"--provider-session-ttl=-1s": "--provider-session-ttl -1s must not be negative",
+	} {
+		if _, _, err := parseConfig([]string{args}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", args, err, want)
+		}
+	}
+}

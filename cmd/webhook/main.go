@@ -67,6 +67,7 @@ type Config struct {
 	RolloutDebounce      time.Duration
 	ProviderCacheTTL     time.Duration
 	ProviderSessionTTL   time.Duration
+	SyncWorkers          int
 	LeaderElect          bool
 	LeaderElectionNS     string
 	LeaseDuration        time.Duration
@@ -108,6 +109,7 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
 	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 10*time.Second, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read")
+	fs.IntVar(&c.SyncWorkers, "sync-workers", 4, "ExternalSecrets synced at once (each waits mostly on its provider)")
 	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
@@ -161,6 +163,12 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	}
 	if c.LeaderElect && !(c.RetryPeriod > 0 && c.RetryPeriod < c.RenewDeadline && c.RenewDeadline < c.LeaseDuration) {
 		errs = append(errs, fmt.Errorf("leader election needs 0 < --leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s)", c.RetryPeriod, c.RenewDeadline, c.LeaseDuration))
+	}
+	if c.SyncWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--sync-workers %d must be at least 1", c.SyncWorkers))
+	}
+	if c.ProviderSessionTTL < 0 {
+		errs = append(errs, fmt.Errorf("--provider-session-ttl %s must not be negative", c.ProviderSessionTTL))
 	}
 	if c.RolloutDebounce < 0 {
 		errs = append(errs, fmt.Errorf("--rollout-debounce %s must not be negative", c.RolloutDebounce))
@@ -304,6 +312,7 @@ func run(args []string) error {
 			Resolver:  resolver,
 			Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
 			Reads:     reads,
+			Workers:   cfg.SyncWorkers,
 			Recorder:  mgr.GetEventRecorder("keyhook"),
 			Clock:     clock.RealClock{},
 		}).SetupWithManager(mgr); err != nil {
@@ -365,6 +374,12 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("loading --kubeconfig %s: %w", kubeconfig, err)
+		}
+		// As ctrl.GetConfig does: no client-side rate limit (client-go's
+		// default is 5 requests/s), the API server's priority and fairness
+		// decides.
+		if c.QPS == 0 {
+			c.QPS = -1
 		}
 		return c, nil
 	}

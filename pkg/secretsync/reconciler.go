@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -76,7 +77,9 @@ type Reconciler struct {
 	Providers ProviderFactory
 	// Reads lets ExternalSecrets that read the same remote secret share one
 	// provider read; nil reads every time.
-	Reads    *ReadCache
+	Reads *ReadCache
+	// Workers is how many ExternalSecrets are synced at once; 0 means 1.
+	Workers  int
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
 }
@@ -91,6 +94,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("externalsecret").
 		For(&v1alpha1.ExternalSecret{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
 }
 

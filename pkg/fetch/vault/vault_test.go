@@ -6,11 +6,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
@@ -32,12 +34,30 @@ type fakeVault struct {
 	loginBody  []map[string]any
 	namespaces []string // X-Vault-Namespace of every request
 	reads      []string // paths read with a token
+	open       int      // client connections not closed
+}
+
+func (f *fakeVault) openConns() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.open
 }
 
 func newFakeVault(t *testing.T) *fakeVault {
 	t.Helper()
 	f := &fakeVault{}
-	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch state {
+		case http.StateNew:
+			f.open++
+		case http.StateClosed, http.StateHijacked:
+			f.open--
+		}
+	}
+	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -161,6 +181,20 @@ func TestLoginOncePerProvider(t *testing.T) {
 					t.Errorf("request %d carried namespace %q, want %q", i, ns, nsHeader)
 				}
 			}
+			f.mu.Unlock()
+			// Close leaves no connection open (the server sees it close
+			// shortly after).
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for f.openConns() > 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := f.openConns(); n != 0 {
+				t.Errorf("%d connections still open after Close", n)
+			}
+			f.mu.Lock()
 		})
 	}
 }
