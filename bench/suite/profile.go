@@ -138,7 +138,7 @@ func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
 		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
 		Reads:     reads, Workers: 4,
-		Recorder:  mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
