@@ -275,6 +275,15 @@ func admit(t *testing.T, h *keyhookadmission.PodInjector, pod *corev1.Pod, ns st
 	ctx := log.IntoContext(context.Background(), quiet)
 	req := podRequest(t, pod, ns)
 	resp := h.Handle(ctx, req)
+	// What the API server receives: a patch type without a patch is
+	// refused ("returned response.patchType but not response.patch").
+	sent := resp
+	if err := sent.Complete(req); err != nil {
+		t.Fatal(err)
+	}
+	if sent.PatchType != nil && len(sent.Patch) == 0 {
+		t.Fatal("response has a patch type but no patch; the API server refuses it")
+	}
 	if !resp.Allowed {
 		if resp.Result == nil || resp.Result.Message == "" {
 			t.Fatalf("denied without a message: %+v", resp.Result)

@@ -210,6 +210,12 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
+	if len(ops) == 0 {
+		// Injected before (the API server reinvokes keyhook after a later
+		// webhook changed the pod): nothing to change, and no patch type
+		// without a patch, which the API server would refuse.
+		return admission.Allowed("already injected").WithWarnings(warnings...), ResultSkipped
+	}
 	logger.Info("injected", "externalSecrets", want.Names, "mode", want.Mode)
 	resp := admission.Patched("", ops...)
 	jsonPatch := admissionv1.PatchTypeJSONPatch

@@ -146,10 +146,8 @@ func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secr
 		}
 		// Synced into a Secret as well (any creationPolicy but None): the
 		// injected files change when its content does.
-		for _, s := range secrets {
-			if s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
-				out[externalSecretPrefix+name] = s.Annotations[annotations.DataHash]
-			}
+		if s, ok := secrets[es.TargetName()]; ok && s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
+			out[externalSecretPrefix+name] = s.Annotations[annotations.DataHash]
 		}
 	}
 	return out

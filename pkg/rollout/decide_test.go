@@ -78,11 +78,15 @@ func TestCurrent(t *testing.T) {
 		},
 	}
 	secrets := map[string]*corev1.Secret{"db": managed("db", "db-es", "h-db"), "api": managed("api", "api-es", "h-api"), "other": managed("other", "o", "h-other"),
-		"synced-target": managed("synced-target", "synced", "h-synced")}
+		"synced-target": managed("synced-target", "synced", "h-synced"),
+		// Its Secret before spec.target.name changed: stale, never followed.
+		"synced-old": managed("synced-old", "synced", "h-stale")}
+	synced := withVersions("synced", nil) // creationPolicy Owner: followed by its Secret
+	synced.Spec.Target.Name = "synced-target"
 	ess := map[string]*v1alpha1.ExternalSecret{
 		"files":   withVersions("files", map[string]string{"app/x": "3"}),
 		"pending": withVersions("pending", nil), // not synced yet
-		"synced":  withVersions("synced", nil),  // creationPolicy Owner: followed by its Secret
+		"synced":  synced,
 	}
 	filesDigest := versionDigest(map[string]string{"app/x": "3"})
 	for _, tc := range []struct {

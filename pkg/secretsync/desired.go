@@ -19,12 +19,7 @@ import (
 )
 
 // TargetName is the name of the Secret an ExternalSecret materialises.
-func TargetName(es *v1alpha1.ExternalSecret) string {
-	if es.Spec.Target.Name != "" {
-		return es.Spec.Target.Name
-	}
-	return es.Name
-}
+func TargetName(es *v1alpha1.ExternalSecret) string { return es.TargetName() }
 
 // creationPolicy returns the effective creation policy.
 func creationPolicy(es *v1alpha1.ExternalSecret) v1alpha1.CreationPolicy {

@@ -283,3 +283,12 @@ type ExternalSecretList struct {
 func init() {
 	SchemeBuilder.Register(&ExternalSecret{}, &ExternalSecretList{})
 }
+
+// TargetName is the name of the Secret the ExternalSecret is synced into:
+// spec.target.name, or else its own name.
+func (es *ExternalSecret) TargetName() string {
+	if es.Spec.Target.Name != "" {
+		return es.Spec.Target.Name
+	}
+	return es.Name
+}
