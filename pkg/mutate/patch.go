@@ -37,11 +37,7 @@ func Patch(raw []byte, pod, out *corev1.Pod) ([]jsonpatch.Operation, error) {
 		// "add" sets an object member whether or not it exists.
 		ops = append(ops, jsonpatch.NewOperation("add", path, new))
 	}
-	if pod.Annotations == nil && len(out.Annotations) > 0 {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", out.Annotations))
-	} else {
-		set("/metadata/annotations", pod.Annotations, out.Annotations, len(pod.Annotations) == 0, len(out.Annotations) == 0)
-	}
+	set("/metadata/annotations", pod.Annotations, out.Annotations, len(pod.Annotations) == 0, len(out.Annotations) == 0)
 	set("/spec/initContainers", pod.Spec.InitContainers, out.Spec.InitContainers, len(pod.Spec.InitContainers) == 0, len(out.Spec.InitContainers) == 0)
 	set("/spec/volumes", pod.Spec.Volumes, out.Spec.Volumes, len(pod.Spec.Volumes) == 0, len(out.Spec.Volumes) == 0)
 	set("/spec/securityContext", pod.Spec.SecurityContext, out.Spec.SecurityContext, pod.Spec.SecurityContext == nil, out.Spec.SecurityContext == nil)

@@ -73,6 +73,7 @@ type ReadCache struct {
 
 // session is one login, shared by the syncs of one scope until it expires.
 type session struct {
+	scope    string
 	provider fetch.Provider
 	at       time.Time
 	users    int  // cachedProviders holding it
@@ -173,11 +174,7 @@ func (c *ReadCache) acquire(scope string) *session {
 		return nil
 	}
 	if c.Clock.Since(s.at) >= c.SessionTTL {
-		delete(c.sessions, scope)
-		s.retired = true
-		if s.users == 0 {
-			_ = closeProvider(s.provider)
-		}
+		c.retireLocked(s)
 		return nil
 	}
 	s.users++
@@ -185,17 +182,19 @@ func (c *ReadCache) acquire(scope string) *session {
 }
 
 // share makes a new login the session of scope, retiring the one it
-// replaces (two syncs may log in at once).
+// replaces (two syncs may log in at once) and every expired one: scopes
+// that are not read again (a store edited, a namespace deleted) do not keep
+// their logins open.
 func (c *ReadCache) share(scope string, p fetch.Provider) *session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.sessions[scope]; old != nil {
-		old.retired = true
-		if old.users == 0 {
-			_ = closeProvider(old.provider)
+	now := c.Clock.Now()
+	for _, old := range c.sessions {
+		if old.scope == scope || now.Sub(old.at) >= c.SessionTTL {
+			c.retireLocked(old)
 		}
 	}
-	s := &session{provider: p, at: c.Clock.Now(), users: 1}
+	s := &session{scope: scope, provider: p, at: now, users: 1}
 	c.sessions[scope] = s
 	return s
 }
@@ -205,16 +204,22 @@ func (c *ReadCache) release(s *session, retire bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.users--
-	if retire && !s.retired {
+	if retire || s.retired {
+		c.retireLocked(s)
+	}
+}
+
+// retireLocked stops handing s out, and closes it once nobody uses it.
+func (c *ReadCache) retireLocked(s *session) {
+	if !s.retired {
 		s.retired = true
-		for k, v := range c.sessions {
-			if v == s {
-				delete(c.sessions, k)
-			}
+		if c.sessions[s.scope] == s {
+			delete(c.sessions, s.scope)
 		}
 	}
-	if s.retired && s.users == 0 {
+	if s.users == 0 {
 		_ = closeProvider(s.provider)
+		s.provider = nil
 	}
 }
 

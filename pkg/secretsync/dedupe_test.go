@@ -115,13 +115,14 @@ func TestSessionsReuseOneLogin(t *testing.T) {
 	if v, _ := syncOnce(t, c, b, "b", "db"); v != "b:db" || b.logins != 2 {
 		t.Errorf("namespace b read %q with %d logins in all, want its own login", v, b.logins)
 	}
-	// Past SessionTTL: a new login, and the old session is closed.
+	// Past SessionTTL: a new login, and the expired sessions (a's, and b's
+	// of the same age) are closed.
 	clk.Step(5 * time.Minute)
 	if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
 		t.Fatal(err)
 	}
-	if b.logins != 3 || b.closed != 1 {
-		t.Errorf("logins %d, closed %d after the session expired; want 3 and 1", b.logins, b.closed)
+	if b.logins != 3 || b.closed != 2 {
+		t.Errorf("logins %d, closed %d after the sessions expired; want 3 and 2", b.logins, b.closed)
 	}
 }
 
@@ -176,5 +177,24 @@ func TestSessionsConcurrentSyncs(t *testing.T) {
 	// Every login but the live session's has been closed, none twice.
 	if b.closed != b.logins-1 {
 		t.Errorf("logins %d, closed %d; want all but the live session closed", b.logins, b.closed)
+	}
+}
+
+func TestExpiredSessionsOfOtherScopesAreClosed(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Second, clk)
+	c.SessionTTL = time.Minute
+	b := &backend{reads: map[string]int{}}
+	if _, err := syncOnce(t, c, b, "gone", "db"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Minute)
+	// Namespace "gone" is never read again; the next login anywhere closes
+	// its expired session.
+	if _, err := syncOnce(t, c, b, "other", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if b.closed != 1 || len(c.sessions) != 1 {
+		t.Errorf("closed %d, sessions %d; want the expired session closed and only the new one kept", b.closed, len(c.sessions))
 	}
 }

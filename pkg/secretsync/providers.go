@@ -145,10 +145,13 @@ func (f *factory) gcpsm(ctx context.Context, src *resolve.Source) (fetch.Provide
 		}
 		cfg.CredentialsJSON = []byte(key)
 	case src.StoreKind != v1alpha1.SecretStoreKindCluster:
-		return nil, fmt.Errorf("%s %q has no auth.secretRef: the sync never reads a namespace's secrets as keyhook's own Google identity; "+
-			"set spec.provider.gcpsm.auth.secretRef, or use the store for injected pods only (creationPolicy None), which read as themselves: %w",
-			src.StoreKind, src.StoreName, fetch.ErrAccessDenied)
+		return nil, fmt.Errorf("%s %q has no auth.secretRef: the sync never reads a namespace's secrets as keyhook's own Google identity, so it can neither "+
+			"sync nor track versions for rollouts with this store; injected pods still read as themselves (workload identity). "+
+			"Set spec.provider.gcpsm.auth.secretRef to sync: %w", src.StoreKind, src.StoreName, fetch.ErrAccessDenied)
 	}
+	// A ClusterSecretStore's identity (keyhook's own, or its key) serves
+	// every namespace the store admits: only within the store's project.
+	cfg.OwnProjectOnly = src.StoreKind == v1alpha1.SecretStoreKindCluster
 	return gcpsm.New(ctx, cfg)
 }
 

@@ -64,14 +64,21 @@ type Config struct {
 	// themselves; it should cache its tokens, as oauth2.ReuseTokenSource
 	// does.
 	TokenSource oauth2.TokenSource
+	// OwnProjectOnly refuses keys and versions that name another project
+	// than ProjectID (as written there), with fetch.ErrAccessDenied. Set
+	// it when the identity is shared by many tenants (keyhook's own, for a
+	// ClusterSecretStore), so that a full name cannot reach every project
+	// that identity can read.
+	OwnProjectOnly bool
 }
 
 // Provider reads Secret Manager with one identity. Its methods are safe for
 // concurrent use.
 type Provider struct {
-	client  *secretmanager.Client
-	project string
-	id      identity
+	client         *secretmanager.Client
+	project        string
+	ownProjectOnly bool
+	id             identity
 }
 
 var (
@@ -131,7 +138,7 @@ func New(ctx context.Context, cfg Config) (fetch.Provider, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("gcpsm: creating the Secret Manager client: %w", err)
 	}
-	return &Provider{client: client, project: cfg.ProjectID, id: id}, nil
+	return &Provider{client: client, project: cfg.ProjectID, ownProjectOnly: cfg.OwnProjectOnly, id: id}, nil
 }
 
 // validate checks cfg and returns the endpoint to dial and its TLS
@@ -172,7 +179,7 @@ func validate(cfg Config) (string, *tls.Config, error) {
 // The payload's CRC32C is checked when the service sends one; a mismatch
 // is a transient error.
 func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
-	name, err := versionName(ref, p.project)
+	name, err := p.versionName(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +197,19 @@ func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// versionName is the version ref reads, refused when it lies in another
+// project than the store's and the provider may read its own only.
+func (p *Provider) versionName(ref fetch.Ref) (string, error) {
+	name, err := versionName(ref, p.project)
+	if err != nil {
+		return "", err
+	}
+	if p.ownProjectOnly && !strings.HasPrefix(name, "projects/"+p.project+"/") {
+		return "", fmt.Errorf("gcpsm: key %q names another project than the store's %q, which this store may not read: %w", ref.Key, p.project, fetch.ErrAccessDenied)
+	}
+	return name, nil
+}
+
 // CurrentVersion returns the full name of the version key resolves to
 // (that "latest", or a version the key pins, names), e.g.
 // projects/123456789012/secrets/db/versions/7, from GetSecretVersion: no
@@ -198,7 +218,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // does not include. A version that is disabled or destroyed is an error
 // wrapping fetch.ErrInvalid, as reading it would be.
 func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, error) {
-	name, err := versionName(fetch.Ref{Key: key}, p.project)
+	name, err := p.versionName(fetch.Ref{Key: key})
 	if err != nil {
 		return "", err
 	}

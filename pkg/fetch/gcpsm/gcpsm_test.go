@@ -505,3 +505,42 @@ func TestGetSecretDeadline(t *testing.T) {
 		t.Errorf("GetSecret past its deadline = %v, want a transient error wrapping context.DeadlineExceeded", err)
 	}
 }
+
+func TestOwnProjectOnly(t *testing.T) {
+	t.Parallel()
+	srv := gcpsmtest.New(gcpsmtest.Options{ProjectID: "shop-prod"})
+	t.Cleanup(srv.Close)
+	tok := srv.AddToken("keyhook@shared.iam.gserviceaccount.com")
+	srv.Allow("keyhook@shared.iam.gserviceaccount.com", "*")
+	srv.Put("db", []byte("v"))
+	p, err := gcpsm.New(context.Background(), gcpsm.Config{
+		ProjectID: "shop-prod", Endpoint: srv.Addr(), CABundle: srv.CABundle(),
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok}), OwnProjectOnly: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.(*gcpsm.Provider).Close() })
+	if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "db"}); err != nil {
+		t.Fatalf("the store's own project: %v", err)
+	}
+	if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "projects/shop-prod/secrets/db"}); err != nil {
+		t.Fatalf("the store's own project by full name: %v", err)
+	}
+	before := len(srv.Calls())
+	for _, ref := range []fetch.Ref{
+		{Key: "projects/other-project/secrets/db"},
+		{Key: "projects/123456789012/secrets/db"}, // a number is another name: refused, not resolved
+	} {
+		_, err := p.GetSecret(context.Background(), ref)
+		if !errors.Is(err, fetch.ErrAccessDenied) || !strings.Contains(err.Error(), "another project") {
+			t.Errorf("%s: err = %v, want access denied naming another project", ref.Key, err)
+		}
+		if _, err := p.(fetch.VersionProber).CurrentVersion(context.Background(), ref.Key); !errors.Is(err, fetch.ErrAccessDenied) {
+			t.Errorf("CurrentVersion %s: err = %v, want access denied", ref.Key, err)
+		}
+	}
+	if n := len(srv.Calls()) - before; n != 0 {
+		t.Errorf("%d calls reached the server for other projects", n)
+	}
+}
