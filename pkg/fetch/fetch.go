@@ -83,3 +83,29 @@ func (e *KeyError) Error() string {
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }
+
+// CallError is a failed provider call as providers report it: a message
+// written for people (never a value), the class it falls in, and the SDK's
+// own error, both reachable with errors.Is and errors.As.
+type CallError struct {
+	Msg   string
+	Class error // ErrNotFound, ErrAccessDenied, ErrInvalid, ErrThrottled; nil when transient
+	Err   error // the SDK's error, if any
+}
+
+func (e *CallError) Error() string {
+	if e.Class != nil {
+		return e.Msg + ": " + e.Class.Error()
+	}
+	return e.Msg
+}
+
+func (e *CallError) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.Class, e.Err} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}

@@ -302,33 +302,11 @@ func describe(prefix string, err error) error {
 	if apiErr != nil {
 		code = apiErr.ErrorCode()
 	}
-	return &callError{msg: prefix + ": " + detail, class: classOf(code, status), err: err}
+	return &callError{Msg: prefix + ": " + detail, Class: classOf(code, status), Err: err}
 }
 
-// callError carries a message written for people and the errors it
-// classifies as.
-type callError struct {
-	msg   string
-	class error // a fetch class, or nil when transient
-	err   error // the SDK's error, if any
-}
-
-func (e *callError) Error() string {
-	if e.class != nil {
-		return e.msg + ": " + e.class.Error()
-	}
-	return e.msg
-}
-
-func (e *callError) Unwrap() []error {
-	var out []error
-	for _, err := range []error{e.class, e.err} {
-		if err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
-}
+// callError is fetch.CallError, the error every provider call returns.
+type callError = fetch.CallError
 
 // Error codes by class. AWS services disagree on names (STS speaks the
 // query protocol's, the JSON services theirs), so all are listed.

@@ -147,7 +147,7 @@ func (p *SecretsManager) Find(ctx context.Context, path string) (map[string][]by
 			if m := awssdk.ToString(e.Message); m != "" {
 				msg += ": " + m
 			}
-			errs = append(errs, &callError{msg: msg, class: classOf(code, 0)})
+			errs = append(errs, &callError{Msg: msg, Class: classOf(code, 0)})
 		}
 		if len(errs) > 0 {
 			return nil, errors.Join(errs...)

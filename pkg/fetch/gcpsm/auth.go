@@ -73,7 +73,7 @@ func tokenSource(cfg Config, httpClient *http.Client) (oauth2.TokenSource, ident
 	default:
 		creds, err := google.FindDefaultCredentials(ctx, scope)
 		if err != nil {
-			return nil, identity{}, &callError{msg: "gcpsm: no application default credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS or gcloud's): " + err.Error(), class: fetch.ErrAccessDenied}
+			return nil, identity{}, &callError{Msg: "gcpsm: no application default credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS or gcloud's): " + err.Error(), Class: fetch.ErrAccessDenied}
 		}
 		id := identity{name: "application default credentials"}
 		var kf keyFile
@@ -172,9 +172,9 @@ func tokenError(id identity, err error) *callError {
 	}
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
-		ce := &callError{msg: prefix + ": " + err.Error()}
+		ce := &callError{Msg: prefix + ": " + err.Error()}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			ce.err = err
+			ce.Err = err
 		}
 		return ce
 	}
@@ -194,12 +194,12 @@ func tokenError(id identity, err error) *callError {
 	if body.Description != "" {
 		detail += ": " + body.Description
 	}
-	ce := &callError{msg: prefix + ": " + detail}
+	ce := &callError{Msg: prefix + ": " + detail}
 	switch {
 	case code == http.StatusTooManyRequests:
-		ce.class = fetch.ErrThrottled
+		ce.Class = fetch.ErrThrottled
 	case code >= 400 && code < 500:
-		ce.class = fetch.ErrAccessDenied
+		ce.Class = fetch.ErrAccessDenied
 	}
 	return ce
 }
@@ -222,14 +222,14 @@ func (c *perRPCToken) GetRequestMetadata(ctx context.Context, _ ...string) (map[
 		te := tokenError(c.id, err)
 		code := codes.Unavailable
 		switch {
-		case errors.Is(te.class, fetch.ErrAccessDenied):
+		case errors.Is(te.Class, fetch.ErrAccessDenied):
 			code = codes.Unauthenticated
-		case errors.Is(te.class, fetch.ErrThrottled):
+		case errors.Is(te.Class, fetch.ErrThrottled):
 			code = codes.ResourceExhausted
 		case ctx.Err() != nil:
 			code = status.FromContextError(ctx.Err()).Code()
 		}
-		return nil, status.Error(code, te.msg)
+		return nil, status.Error(code, te.Msg)
 	}
 	return map[string]string{"authorization": tok.Type() + " " + tok.AccessToken}, nil
 }

@@ -11,30 +11,8 @@ import (
 	"github.com/keyhook/keyhook/pkg/fetch"
 )
 
-// callError carries a message written for people and the errors it
-// classifies as.
-type callError struct {
-	msg   string
-	class error // a fetch class, or nil when transient
-	err   error // the gRPC status error or a context error, if any
-}
-
-func (e *callError) Error() string {
-	if e.class != nil {
-		return e.msg + ": " + e.class.Error()
-	}
-	return e.msg
-}
-
-func (e *callError) Unwrap() []error {
-	var out []error
-	for _, err := range []error{e.class, e.err} {
-		if err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
-}
+// callError is fetch.CallError, the error every provider call returns.
+type callError = fetch.CallError
 
 // classOf maps a gRPC code onto fetch's classes; nil means transient.
 func classOf(c codes.Code) error {
@@ -69,11 +47,11 @@ func (p *Provider) fail(ctx context.Context, method, name string, err error) err
 	if h := hint(method, st.Code(), p.id); h != "" {
 		msg += " (" + h + ")"
 	}
-	ce := &callError{msg: msg, class: classOf(st.Code()), err: err}
+	ce := &callError{Msg: msg, Class: classOf(st.Code()), Err: err}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// gRPC's status errors do not wrap the context's error;
 		// errors.Is(err, context.DeadlineExceeded) should still hold.
-		ce.err = errors.Join(err, ctxErr)
+		ce.Err = errors.Join(err, ctxErr)
 	}
 	return ce
 }

@@ -190,7 +190,7 @@ func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error)
 	payload := resp.GetPayload()
 	data := payload.GetData()
 	if want := payload.DataCrc32C; want != nil && int64(crc32.Checksum(data, castagnoli)) != *want {
-		return nil, &callError{msg: fmt.Sprintf("gcpsm %s %s as %s: checksum mismatch: the payload does not match its CRC32C, it was corrupted on the way", methodAccess, name, p.id.name)}
+		return nil, &callError{Msg: fmt.Sprintf("gcpsm %s %s as %s: checksum mismatch: the payload does not match its CRC32C, it was corrupted on the way", methodAccess, name, p.id.name)}
 	}
 	return data, nil
 }
@@ -228,7 +228,7 @@ func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, erro
 	}
 	switch {
 	case v.GetName() == "":
-		return "", &callError{msg: fmt.Sprintf("gcpsm %s %s as %s: the answer names no version", methodGet, name, p.id.name)}
+		return "", &callError{Msg: fmt.Sprintf("gcpsm %s %s as %s: the answer names no version", methodGet, name, p.id.name)}
 	case v.GetState() != secretmanagerpb.SecretVersion_ENABLED:
 		return "", fmt.Errorf("gcpsm %s %s: version %s is %s, it cannot be read: %w", methodGet, name, v.GetName(), v.GetState(), fetch.ErrInvalid)
 	}
