@@ -5,6 +5,7 @@
 package rollout
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -127,12 +128,12 @@ func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secr
 		}
 		owner := s.Annotations[annotations.ExternalSecretName]
 		if sel.AllSecrets || sel.Secrets[name] || sel.ExternalSecrets[owner] {
-			out[secretPrefix+name] = s.Annotations[annotations.DataHash]
+			out[secretPrefix+name] = contentVersion(s)
 		}
 	}
 	for name := range sel.Secrets {
 		if s, ok := secrets[name]; ok {
-			out[secretPrefix+name] = s.Annotations[annotations.DataHash]
+			out[secretPrefix+name] = contentVersion(s)
 		}
 	}
 	for name := range InjectedExternalSecrets(namespace, tmpl) {
@@ -147,10 +148,21 @@ func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secr
 		// Synced into a Secret as well (any creationPolicy but None): the
 		// injected files change when its content does.
 		if s, ok := secrets[es.TargetName()]; ok && s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
-			out[externalSecretPrefix+name] = s.Annotations[annotations.DataHash]
+			out[externalSecretPrefix+name] = contentVersion(s)
 		}
 	}
 	return out
+}
+
+// contentVersion is what a workload records of a Secret's content: the
+// Secret's data hash keyed (HMAC) with the Secret's UID, which only those who
+// may read the Secret know. The workload's annotations are readable by
+// anyone who may read the workload; a bare hash there would let a short
+// value (a PIN) be guessed offline.
+func contentVersion(s *corev1.Secret) string {
+	m := hmac.New(sha256.New, []byte(s.UID))
+	m.Write([]byte(s.Annotations[annotations.DataHash]))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func versionDigest(v map[string]string) string {

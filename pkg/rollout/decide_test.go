@@ -1,12 +1,14 @@
 package rollout
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 )
@@ -57,7 +59,7 @@ func TestReferencedSecrets(t *testing.T) {
 }
 
 func managed(name, owner, hash string) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Annotations: map[string]string{
 		"keyhook.dev/data-hash": hash, "keyhook.dev/external-secret": owner,
 	}}}
 }
@@ -89,19 +91,20 @@ func TestCurrent(t *testing.T) {
 		"synced":  synced,
 	}
 	filesDigest := versionDigest(map[string]string{"app/x": "3"})
+	cv := func(name string) string { return contentVersion(secrets[name]) }
 	for _, tc := range []struct {
 		name string
 		sel  Selection
 		want map[string]string
 	}{
 		{"auto follows referenced managed Secrets and injected ExternalSecrets", Selection{AllSecrets: true, AllInjected: true},
-			map[string]string{"secret/db": "h-db", "secret/api": "h-api", "externalsecret/files": filesDigest, "externalsecret/synced": "h-synced"}},
+			map[string]string{"secret/db": cv("db"), "secret/api": cv("api"), "externalsecret/files": filesDigest, "externalsecret/synced": cv("synced-target")}},
 		{"Reloader auto follows Secrets only", Selection{AllSecrets: true},
-			map[string]string{"secret/db": "h-db", "secret/api": "h-api"}},
+			map[string]string{"secret/db": cv("db"), "secret/api": cv("api")}},
 		{"a list of ExternalSecrets follows their Secrets and injections", Selection{ExternalSecrets: map[string]bool{"db-es": true, "files": true}},
-			map[string]string{"secret/db": "h-db", "externalsecret/files": filesDigest}},
+			map[string]string{"secret/db": cv("db"), "externalsecret/files": filesDigest}},
 		{"Reloader's reload list names Secrets, referenced or not", Selection{Secrets: map[string]bool{"other": true, "missing": true}},
-			map[string]string{"secret/other": "h-other"}},
+			map[string]string{"secret/other": cv("other")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, Current(tc.sel, "ns", tmpl, secrets, ess)); diff != "" {
@@ -146,5 +149,26 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	if Hash(r) == Hash(map[string]string{"secret/db": "abd", "externalsecret/x": "def"}) {
 		t.Error("different records hash alike")
+	}
+}
+
+// What a workload records of a Secret is not its data hash, and changes with
+// the content and with the Secret (a recreated Secret is a change).
+func TestContentVersion(t *testing.T) {
+	a := managed("db", "es", "hash-1")
+	if got := contentVersion(a); got == "hash-1" || strings.Contains(got, "hash-1") {
+		t.Errorf("contentVersion exposes the data hash: %q", got)
+	}
+	if contentVersion(a) != contentVersion(a.DeepCopy()) {
+		t.Error("contentVersion is not deterministic")
+	}
+	b := managed("db", "es", "hash-2")
+	if contentVersion(a) == contentVersion(b) {
+		t.Error("a content change does not change contentVersion")
+	}
+	c := a.DeepCopy()
+	c.UID = "another"
+	if contentVersion(a) == contentVersion(c) {
+		t.Error("a recreated Secret (new UID) has the same contentVersion")
 	}
 }

@@ -5,8 +5,10 @@
 package secretsync
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"maps"
 	"slices"
 
@@ -32,7 +34,17 @@ func creationPolicy(es *v1alpha1.ExternalSecret) v1alpha1.CreationPolicy {
 // DataHash is a stable digest of secret data: keys sorted, lengths framed so
 // that no two different maps hash alike.
 func DataHash(data map[string][]byte) string {
-	h := sha256.New()
+	return digest(sha256.New(), data)
+}
+
+// KeyedDataHash is DataHash keyed (HMAC-SHA256) with key, for where the
+// digest is readable by more people than the data: a bare hash of a short
+// value can be reversed by guessing.
+func KeyedDataHash(key string, data map[string][]byte) string {
+	return digest(hmac.New(sha256.New, []byte(key)), data)
+}
+
+func digest(h hash.Hash, data map[string][]byte) string {
 	for _, k := range slices.Sorted(maps.Keys(data)) {
 		v := data[k]
 		var n [16]byte

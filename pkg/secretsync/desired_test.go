@@ -261,3 +261,20 @@ func TestRender(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyedDataHash(t *testing.T) {
+	data := map[string][]byte{"pin": []byte("1234")}
+	a := KeyedDataHash("uid-1", data)
+	if a == DataHash(data) {
+		t.Error("the keyed hash equals the bare one")
+	}
+	if a != KeyedDataHash("uid-1", map[string][]byte{"pin": []byte("1234")}) {
+		t.Error("not deterministic")
+	}
+	if a == KeyedDataHash("uid-2", data) {
+		t.Error("another key gives the same hash")
+	}
+	if a == KeyedDataHash("uid-1", map[string][]byte{"pin": []byte("1235")}) {
+		t.Error("another value gives the same hash")
+	}
+}

@@ -270,7 +270,9 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 		}
 	}
 	if policy == v1alpha1.CreationPolicyNone {
-		return nil, map[string]string{ContentVersionKey: "sha256:" + DataHash(data)}, nil
+		// On the ExternalSecret's status, readable by whoever may read it:
+		// keyed with its UID, as DataHash would let a short value be guessed.
+		return nil, map[string]string{ContentVersionKey: "hmac-sha256:" + KeyedDataHash(string(es.UID), data)}, nil
 	}
 	return data, nil, nil
 }
