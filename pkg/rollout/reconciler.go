@@ -172,13 +172,17 @@ func (r *Reconciler) clearPending(key types.NamespacedName) {
 	r.mu.Unlock()
 }
 
+// namespaceState returns the namespace's keyhook-managed Secrets and its
+// ExternalSecrets, by name. The objects are the informer cache's own, not copies (make bench's profile
+// had these copies, secret data included, at a third of the reconciler's
+// CPU): they are only read, never changed.
 func (r *Reconciler) namespaceState(ctx context.Context, ns string) (map[string]*corev1.Secret, map[string]*v1alpha1.ExternalSecret, error) {
 	secretList := &corev1.SecretList{}
-	if err := r.Client.List(ctx, secretList, client.InNamespace(ns), client.MatchingLabels{annotations.Managed: "true"}); err != nil {
+	if err := r.Client.List(ctx, secretList, client.InNamespace(ns), client.MatchingLabels{annotations.Managed: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, err
 	}
 	esList := &v1alpha1.ExternalSecretList{}
-	if err := r.Client.List(ctx, esList, client.InNamespace(ns)); err != nil {
+	if err := r.Client.List(ctx, esList, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, err
 	}
 	secrets := make(map[string]*corev1.Secret, len(secretList.Items))
