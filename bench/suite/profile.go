@@ -130,9 +130,9 @@ func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
 		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
 		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
 	}
-	// cmd/webhook's defaults: --provider-cache-ttl 10s,
+	// cmd/webhook's defaults: --provider-cache-ttl 5m,
 	// --provider-session-ttl 5m, --sync-workers 4.
-	reads := secretsync.NewReadCache(10*time.Second, clock.RealClock{})
+	reads := secretsync.NewReadCache(5*time.Minute, clock.RealClock{})
 	reads.SessionTTL = 5 * time.Minute
 	if err := (&secretsync.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,

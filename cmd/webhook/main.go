@@ -108,7 +108,7 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.BoolVar(&c.EnableWebhook, "enable-webhook", true, "serve the pod-injection admission webhook")
 	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
 	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
-	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 10*time.Second, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read")
+	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 5*time.Minute, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read; never older than an ExternalSecret's own refreshInterval, and a forced sync reads afresh")
 	fs.IntVar(&c.SyncWorkers, "sync-workers", 4, "ExternalSecrets synced at once (each waits mostly on its provider)")
 	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")

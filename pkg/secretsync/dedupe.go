@@ -68,6 +68,7 @@ type ReadCache struct {
 	mu       sync.Mutex
 	entries  map[string]cacheEntry
 	sessions map[string]*session
+	swept    time.Time // last eviction of expired entries
 	flight   singleflight.Group
 }
 
@@ -299,12 +300,13 @@ func (p *cachedProvider) cached(ctx context.Context, call, key string, read func
 	return v.([]byte), nil
 }
 
-// evictLocked drops expired entries now and then, so that values do not
-// linger in memory longer than they can be served.
+// evictLocked drops expired entries, at most twice per TTL, so that values
+// do not linger in memory much longer than they can be served.
 func (c *ReadCache) evictLocked(now time.Time) {
-	if len(c.entries) < 256 {
+	if now.Sub(c.swept) < c.TTL/2 {
 		return
 	}
+	c.swept = now
 	for k, e := range c.entries {
 		if now.Sub(e.at) >= c.TTL {
 			delete(c.entries, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,5 +197,25 @@ func TestExpiredSessionsOfOtherScopesAreClosed(t *testing.T) {
 	}
 	if b.closed != 1 || len(c.sessions) != 1 {
 		t.Errorf("closed %d, sessions %d; want the expired session closed and only the new one kept", b.closed, len(c.sessions))
+	}
+}
+
+func TestReadCacheForgetsExpiredValues(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Minute, clk)
+	b := &backend{reads: map[string]int{}}
+	if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Minute)
+	if _, err := syncOnce(t, c, b, "a", "api"); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if strings.Contains(k, "db") {
+			t.Error("an expired value is still held in memory")
+		}
 	}
 }
