@@ -10,10 +10,23 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
+
+// ServingNotAfter is when the serving certificate this replica serves
+// expires, for an alert well before it does (rotation failing silently).
+var ServingNotAfter = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "keyhook_webhook_serving_certificate_expiry_timestamp_seconds",
+	Help: "When the serving certificate of this replica (self-managed TLS) expires, in seconds since the epoch.",
+})
+
+func init() {
+	metrics.Registry.MustRegister(ServingNotAfter)
+}
 
 // ServingCert is the serving certificate of one replica, read from the
 // Secret through a cache (Cache): every replica serves the certificate the
@@ -88,6 +101,7 @@ func (s *ServingCert) load(ctx context.Context) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("no serving certificate yet: Secret %s holds no valid one: %w", s.Secret, err)
 	}
 	s.cert, s.certPEM, s.keyPEM = &pair, certPEM, keyPEM
+	ServingNotAfter.Set(float64(pair.Leaf.NotAfter.Unix()))
 	s.Log.Info("serving certificate loaded", "secret", s.Secret, "serial", pair.Leaf.SerialNumber.Text(16), "notAfter", pair.Leaf.NotAfter)
 	return s.cert, nil
 }

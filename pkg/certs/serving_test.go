@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -63,6 +64,10 @@ func TestServingCert(t *testing.T) {
 	want = leafSerial(t, renewed.Data)
 	if got := serial(); got != want {
 		t.Fatalf("after the Secret changed: serving %s, want %s", got, want)
+	}
+	served, _ := s.GetCertificate(&tls.ClientHelloInfo{})
+	if got, want := testutil.ToFloat64(ServingNotAfter), float64(served.Leaf.NotAfter.Unix()); got != want {
+		t.Errorf("expiry metric %v, want the served certificate's %v", got, want)
 	}
 
 	// Broken, then gone: the last good certificate is still served.
