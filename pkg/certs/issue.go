@@ -357,3 +357,27 @@ func encodeKeyPair(cert *x509.Certificate, key *ecdsa.PrivateKey) (certPEM, keyP
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
+
+// SelfSigned issues a new CA and a serving certificate for hosts (DNS names
+// or IP addresses) signed by it, both valid for validity from now: for
+// servers that need TLS a client can be told to trust, such as test fakes.
+// It returns the CA's certificate and the serving key pair, as PEM.
+func SelfSigned(hosts []string, validity time.Duration) (caPEM, certPEM, keyPEM []byte, err error) {
+	if len(hosts) == 0 {
+		return nil, nil, nil, errors.New("no hosts")
+	}
+	now := time.Now()
+	ca, caKey, err := newCA(now, validity)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, key, err := newServing(now, validity, hosts, ca, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	certPEM, keyPEM, err = encodeKeyPair(cert, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return encodeCertificates([]*x509.Certificate{ca}), certPEM, keyPEM, nil
+}

@@ -3,6 +3,7 @@ package certs
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"strings"
@@ -473,5 +474,31 @@ func TestValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%s: Validate() = %v, want an error saying %q", tc.name, err, tc.says)
 		}
+	}
+}
+
+func TestSelfSigned(t *testing.T) {
+	caPEM, certPEM, keyPEM, err := SelfSigned([]string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("no CA in caPEM")
+	}
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: host}); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "example.com"}); err == nil {
+		t.Error("valid for a host it was not issued for")
+	}
+	if _, _, _, err := SelfSigned(nil, time.Hour); err == nil {
+		t.Error("issued without hosts")
 	}
 }
