@@ -13,6 +13,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/aws"
 	"github.com/keyhook/keyhook/pkg/fetch/aws/awstest"
+	"github.com/keyhook/keyhook/pkg/fetch/fetchtest"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
 
@@ -104,7 +105,7 @@ func TestNothingLeaks(t *testing.T) {
 			t.Errorf("case %d: no error", i)
 			continue
 		}
-		for _, e := range chain(err) {
+		for _, e := range fetchtest.Chain(err) {
 			for _, n := range never {
 				if strings.Contains(e.Error(), n) {
 					t.Errorf("case %d: error %q holds %q", i, e, n)
@@ -117,22 +118,6 @@ func TestNothingLeaks(t *testing.T) {
 			t.Errorf("log output holds %q:\n%s", n, logs.String())
 		}
 	}
-}
-
-// chain returns err and every error it wraps, depth first.
-func chain(err error) []error {
-	out := []error{err}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		if next := u.Unwrap(); next != nil {
-			out = append(out, chain(next)...)
-		}
-	case interface{ Unwrap() []error }:
-		for _, next := range u.Unwrap() {
-			out = append(out, chain(next)...)
-		}
-	}
-	return out
 }
 
 // TestEnvironmentIgnored sets the variables the SDK's default chain reads

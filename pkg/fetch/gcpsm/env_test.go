@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/fetchtest"
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm"
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm/gcpsmtest"
 	"github.com/keyhook/keyhook/pkg/plan"
@@ -101,7 +102,7 @@ func TestNothingLeaks(t *testing.T) {
 			t.Errorf("case %d: no error", i)
 			continue
 		}
-		for _, e := range chain(err) {
+		for _, e := range fetchtest.Chain(err) {
 			for _, n := range never {
 				if strings.Contains(e.Error(), n) {
 					t.Errorf("case %d: error %q holds %q", i, e, n)
@@ -123,22 +124,6 @@ func TestNothingLeaks(t *testing.T) {
 			t.Errorf("logs hold %q:\n%s", n, all)
 		}
 	}
-}
-
-// chain returns err and every error it wraps, depth first.
-func chain(err error) []error {
-	out := []error{err}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		if next := u.Unwrap(); next != nil {
-			out = append(out, chain(next)...)
-		}
-	case interface{ Unwrap() []error }:
-		for _, next := range u.Unwrap() {
-			out = append(out, chain(next)...)
-		}
-	}
-	return out
 }
 
 // TestApplicationDefaultCredentials reads as the key that
