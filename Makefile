@@ -17,13 +17,29 @@ export KEYHOOK_CACHE K8S_VERSION VAULT_VERSION
 # Test timeout for the whole suite; the control plane starts once per package.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test unit e2e bench generate manifests verify vet demo testenv clean
+.PHONY: all build test unit e2e bench generate manifests verify vet demo testenv clean images push
 
 all: build
 
 build: ## Build the webhook and the init-agent.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-webhook ./cmd/webhook
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-init-agent ./cmd/init-agent
+
+# make images: every image (go run ./hack/images list) for PLATFORMS, built
+# by pkg/imagebuild without Docker, into bin/images/ (an OCI layout with an
+# SPDX SBOM per platform image, archives/*.tar for docker load, images.json).
+# IMAGES=webhook,init-agent builds a part. make push REGISTRY=host/path pushes them.
+IMAGES_OUT ?= $(BIN)/images
+PLATFORMS  ?= linux/amd64,linux/arm64
+IMAGES     ?=
+REGISTRY   ?=
+TAG        ?=
+images: ## Build the images (reproducible, multi-arch, SBOMs) into bin/images/.
+	$(GO) run ./hack/images -out $(IMAGES_OUT) -platform $(PLATFORMS) $(if $(IMAGES),-only $(IMAGES))
+
+push: images ## Push bin/images/ to REGISTRY (make push REGISTRY=ghcr.io/you [TAG=v1]).
+	@test -n "$(REGISTRY)" || { echo "push: set REGISTRY, e.g. make push REGISTRY=ghcr.io/you"; exit 1; }
+	$(GO) run ./hack/images push -layout $(IMAGES_OUT) -registry $(REGISTRY) $(if $(TAG),-tag $(TAG))
 
 $(CONTROLLER_GEN): hack/tools/gen/go.mod
 	cd hack/tools/gen && $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen

@@ -14,6 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	// TLS roots compiled in, for Vault, AWS and Google: the images have no
+	// CA file (pkg/imagebuild refuses a binary without them). A CA file or
+	// SSL_CERT_FILE in the container still takes precedence.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/keyhook/keyhook/pkg/agent"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
