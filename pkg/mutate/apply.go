@@ -61,6 +61,18 @@ func DefaultAgentResources() corev1.ResourceRequirements {
 	}
 }
 
+// PodError is a pod Apply refuses as it is written: a name keyhook
+// reserves, a mount in keyhook's way, a mode its ExternalSecrets cannot
+// serve. The message says what to change. Apply's other errors are a
+// store's (a *resolve.DeniedError) or keyhook's own.
+type PodError struct{ Msg string }
+
+func (e *PodError) Error() string { return e.Msg }
+
+func podErrorf(format string, args ...any) error {
+	return &PodError{Msg: fmt.Sprintf(format, args...)}
+}
+
 // Apply returns a copy of pod with the init-agent, its volumes and the
 // read-only secret mounts of req added. Applying it to its own output yields
 // the same pod. sources are the resolved ExternalSecrets of req.Names, in order.
@@ -73,8 +85,9 @@ func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source)
 
 	for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
 		for _, m := range c.VolumeMounts {
-			if m.MountPath == req.MountPath || isUnder(m.MountPath, req.MountPath) {
-				return nil, fmt.Errorf("container %q mounts volume %q at %q, which overlaps keyhook's %q; set annotation %s to a free directory",
+			// Cleaned: the runtime mounts "/etc//secrets/" where "/etc/secrets" is.
+			if mp := path.Clean(m.MountPath); mp == req.MountPath || isUnder(mp, req.MountPath) {
+				return nil, podErrorf("container %q mounts volume %q at %q, which overlaps keyhook's %q; set annotation %s to a free directory",
 					c.Name, m.Name, m.MountPath, req.MountPath, annotations.MountPath)
 			}
 		}
@@ -399,7 +412,7 @@ func applySecretMode(pod *corev1.Pod, req *Request, sources []*resolve.Source) e
 	for _, src := range sources {
 		es := src.ExternalSecret
 		if es.Spec.Target.CreationPolicy == v1alpha1.CreationPolicyNone {
-			return fmt.Errorf("ExternalSecret %q has spec.target.creationPolicy None, so keyhook keeps no Secret to mount in secret mode; use files mode (annotation %s: files) or another creationPolicy",
+			return podErrorf("ExternalSecret %q has spec.target.creationPolicy None, so keyhook keeps no Secret to mount in secret mode; use files mode (annotation %s: files) or another creationPolicy",
 				es.Name, annotations.InjectMode)
 		}
 		target := defaulted(es.Spec.Target.Name, es.Name)
@@ -449,7 +462,7 @@ func isSecretModeVolume(name string) bool { return strings.HasPrefix(name, secre
 func reservedNames(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.Containers {
 		if c.Name == AgentContainerName {
-			return fmt.Errorf("container name %q is reserved for keyhook's init-agent; rename the container", c.Name)
+			return podErrorf("container name %q is reserved for keyhook's init-agent; rename the container", c.Name)
 		}
 	}
 	if pod.Annotations[annotations.Status] == annotations.StatusInjected {
@@ -457,12 +470,12 @@ func reservedNames(pod *corev1.Pod) error {
 	}
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == AgentContainerName {
-			return fmt.Errorf("init container name %q is reserved for keyhook's init-agent; rename the init container", c.Name)
+			return podErrorf("init container name %q is reserved for keyhook's init-agent; rename the init container", c.Name)
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == SecretsVolumeName || v.Name == TokenVolumeName || isSecretModeVolume(v.Name) {
-			return fmt.Errorf("volume name %q is reserved for keyhook (names %q, %q and %q*); rename the volume",
+			return podErrorf("volume name %q is reserved for keyhook (names %q, %q and %q*); rename the volume",
 				v.Name, SecretsVolumeName, TokenVolumeName, secretModeVolumePrefix)
 		}
 	}
