@@ -47,14 +47,15 @@ $(CONTROLLER_GEN): hack/tools/gen/go.mod
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/crd/...
 
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and the webhook registrations (plain and cert-manager).
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC, the webhook registrations (plain and cert-manager) and the ValidatingAdmissionPolicies.
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
-	$(GO) run ./hack/webhookgen -dir manifests/self-managed -cert-manager-dir manifests/certmanager
+	$(GO) run ./hack/webhookgen -dir manifests/self-managed -cert-manager-dir manifests/certmanager -policy-dir manifests/webhook
 
 GENERATED := pkg/crd manifests/crd manifests/rbac \
   manifests/self-managed/mutatingwebhookconfiguration.yaml manifests/self-managed/validatingwebhookconfiguration.yaml \
-  manifests/certmanager/mutatingwebhookconfiguration.yaml manifests/certmanager/validatingwebhookconfiguration.yaml
+  manifests/certmanager/mutatingwebhookconfiguration.yaml manifests/certmanager/validatingwebhookconfiguration.yaml \
+  manifests/webhook/admissionpolicies.yaml
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 
 verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.

@@ -21,6 +21,7 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -47,6 +48,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/rollout"
 	"github.com/keyhook/keyhook/pkg/secretsync"
 	"github.com/keyhook/keyhook/pkg/tenancy"
+	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
 
 func main() {
@@ -337,7 +339,10 @@ func run(args []string) error {
 	}
 
 	if cfg.EnablePolicy {
-		if err := (&policy.NamespaceLabeler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		if err := (&policy.NamespaceLabeler{
+			Client: mgr.GetClient(), Pods: mgr.GetAPIReader(),
+			ExemptNamespaces: []string{metav1.NamespaceSystem, webhookconfig.Defaults().OwnNamespace},
+		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the namespace labeller: %w", err)
 		}
 	}

@@ -2,7 +2,8 @@
 // pkg/webhookconfig (make manifests): the plain ones into manifests/self-managed,
 // and the ones annotated for cert-manager's cainjector into
 // manifests/certmanager. Both come from the same code, so they differ only
-// in that annotation.
+// in that annotation. The ValidatingAdmissionPolicies, the same for both
+// installs, go into manifests/webhook, which both include.
 package main
 
 import (
@@ -28,6 +29,8 @@ func main() {
 func run() error {
 	dir := flag.String("dir", "manifests/self-managed", "output directory of the registration without caBundle (webhookconfig.Defaults)")
 	certManagerDir := flag.String("cert-manager-dir", "manifests/certmanager", "output directory of the registration cert-manager injects the CA into (webhookconfig.CertManager)")
+	policyDir := flag.String("policy-dir", "manifests/webhook", "output directory of the ValidatingAdmissionPolicies and their bindings, shared by both installs")
+	labeler := flag.String("namespace-labeler", webhookconfig.Defaults().NamespaceLabeler, "username of the only identity allowed to set the keyhook.dev/injection namespace label")
 	timeout := flag.Int("timeout-seconds", 5, "timeoutSeconds of every webhook entry")
 	flag.Parse()
 	for out, o := range map[string]webhookconfig.Options{
@@ -35,6 +38,7 @@ func run() error {
 		*certManagerDir: webhookconfig.CertManager(),
 	} {
 		o.TimeoutSeconds = int32(*timeout)
+		o.NamespaceLabeler = *labeler
 		for file, obj := range map[string]any{
 			"mutatingwebhookconfiguration.yaml":   webhookconfig.Mutating(o),
 			"validatingwebhookconfiguration.yaml": webhookconfig.Validating(o),
@@ -48,5 +52,17 @@ func run() error {
 			}
 		}
 	}
-	return nil
+	o := webhookconfig.Defaults()
+	o.NamespaceLabeler = *labeler
+	var docs []byte
+	for _, p := range webhookconfig.AdmissionPolicies(o) {
+		for _, obj := range p.Objects() {
+			b, err := yaml.Marshal(obj)
+			if err != nil {
+				return err
+			}
+			docs = append(append(docs, "---\n"...), b...)
+		}
+	}
+	return os.WriteFile(filepath.Join(*policyDir, webhookconfig.AdmissionPoliciesFile), append([]byte(header), docs...), 0o644)
 }

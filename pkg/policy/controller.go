@@ -3,6 +3,9 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,12 +27,70 @@ import (
 // +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies/status,verbs=get;update;patch
 
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+
 // NamespaceLabeler keeps the keyhook.dev/injection label of every namespace
 // in line with the ClusterInjectionPolicies that select it, so that the
 // apiserver routes its pods to the webhook entry that fails closed
 // ("enforced") or open ("default"), and keeps each policy's status count.
 type NamespaceLabeler struct {
 	Client client.Client
+	// Pods, when set, lists pods (uncached, metadata only) for the
+	// PodsInjected condition of enforcing policies; nil leaves it out.
+	Pods client.Reader
+	// ExemptNamespaces are never sent to the webhook (kube-system, keyhook's
+	// own): a policy cannot be enforced there, so their pods are not
+	// reported.
+	ExemptNamespaces []string
+}
+
+// ConditionPodsInjected is the condition of an enforcing
+// ClusterInjectionPolicy that says whether every pod it selects went
+// through keyhook. Pods created before the policy (or before keyhook
+// labelled a new namespace) were admitted without it and run without their
+// secrets until they are recreated; the condition names them.
+const ConditionPodsInjected = "PodsInjected"
+
+// recheckPods is how often an enforcing policy's pods are listed again:
+// pods admitted before the policy only go away, so a slow recheck suffices.
+const recheckPods = 5 * time.Minute
+
+// maxNamed bounds the pods a condition message names.
+const maxNamed = 5
+
+// NotInjected returns namespace/name of the pods p selects that keyhook did
+// not inject, sorted; pods is every pod of the namespaces p selects,
+// nsLabels the labels of those namespaces. Terminating pods are left out.
+func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pods []metav1.PartialObjectMetadata) []string {
+	var out []string
+	for _, pod := range pods {
+		if pod.DeletionTimestamp != nil || pod.Annotations[annotations.Status] == annotations.StatusInjected {
+			continue
+		}
+		ok, err := selects(p, nsLabels[pod.Namespace], pod.Labels)
+		if err != nil || !ok {
+			continue
+		}
+		out = append(out, pod.Namespace+"/"+pod.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// podsInjected is the PodsInjected condition for the pods NotInjected found.
+func podsInjected(missed []string, generation int64) metav1.Condition {
+	if len(missed) == 0 {
+		return metav1.Condition{Type: ConditionPodsInjected, Status: metav1.ConditionTrue, Reason: "AllInjected",
+			Message: "every pod the policy selects was injected by keyhook", ObservedGeneration: generation}
+	}
+	named := strings.Join(missed[:min(len(missed), maxNamed)], ", ")
+	if len(missed) > maxNamed {
+		named += fmt.Sprintf(" and %d more", len(missed)-maxNamed)
+	}
+	return metav1.Condition{Type: ConditionPodsInjected, Status: metav1.ConditionFalse, Reason: "PodsNotInjected",
+		Message: fmt.Sprintf("%d pods the policy selects were admitted without keyhook (created before their namespace was enforced) and run without its injection: %s; delete them, or roll their workloads, to have them injected",
+			len(missed), named),
+		ObservedGeneration: generation}
 }
 
 // InjectionLabel is the value of the keyhook.dev/injection label that the
@@ -132,6 +193,7 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 		return reconcile.Result{}, err
 	}
 	count := 0
+	selected := map[string]map[string]string{}
 	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Valid", Message: "the policy's selectors are valid", ObservedGeneration: p.Generation}
 	for _, ns := range list.Items {
 		ok, err := SelectsNamespace(p, ns.Labels)
@@ -141,6 +203,9 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 		}
 		if ok {
 			count++
+			if !slices.Contains(r.ExemptNamespaces, ns.Name) {
+				selected[ns.Name] = ns.Labels
+			}
 		}
 	}
 	if _, err := metav1.LabelSelectorAsSelector(p.Spec.PodSelector); err != nil {
@@ -149,5 +214,21 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 	patch := client.MergeFrom(p.DeepCopy())
 	p.Status.Namespaces = count
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
-	return reconcile.Result{}, client.IgnoreNotFound(r.Client.Status().Patch(ctx, p, patch))
+	var result reconcile.Result
+	if !p.Spec.Enforce || r.Pods == nil || cond.Status != metav1.ConditionTrue {
+		meta.RemoveStatusCondition(&p.Status.Conditions, ConditionPodsInjected)
+	} else {
+		var pods []metav1.PartialObjectMetadata
+		for ns := range selected {
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+			if err := r.Pods.List(ctx, list, client.InNamespace(ns)); err != nil {
+				return reconcile.Result{}, fmt.Errorf("listing the pods of namespace %s: %w", ns, err)
+			}
+			pods = append(pods, list.Items...)
+		}
+		meta.SetStatusCondition(&p.Status.Conditions, podsInjected(NotInjected(p, selected, pods), p.Generation))
+		result.RequeueAfter = recheckPods
+	}
+	return result, client.IgnoreNotFound(r.Client.Status().Patch(ctx, p, patch))
 }

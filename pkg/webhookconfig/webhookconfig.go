@@ -16,8 +16,16 @@
 //   - pods.keyhook.dev, failurePolicy Ignore, every other namespace: only
 //     pods that carry keyhook.dev/inject are sent at all (matchConditions).
 //
-// None is called for kube-system, keyhook's own namespace or keyhook's own
-// pods, so keyhook can never block its own restart.
+// None is called for kube-system or keyhook's own namespace, so keyhook can
+// never block its own restart. They exclude by namespace name only
+// (kubernetes.io/metadata.name, which the API server sets and nobody can
+// change), never by a pod label: a label is the tenant's to set, and a
+// label-based exclusion would let any pod step around enforcement.
+//
+// The keyhook.dev/injection label the entries select on is itself guarded
+// by a ValidatingAdmissionPolicy (NamespaceLabelPolicy), and the parts
+// keyhook adds to a pod by another (PodPolicy): both run inside the API
+// server, so they hold while keyhook is down.
 //
 // The registration is written twice (hack/webhookgen), from the same code
 // so the two cannot drift: manifests/self-managed without a caBundle, which
@@ -27,6 +35,7 @@ package webhookconfig
 
 import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -47,8 +56,12 @@ type Options struct {
 	ClientConfig func(path string) admissionregistrationv1.WebhookClientConfig
 	// OwnNamespace is keyhook's namespace, never sent to the webhook.
 	OwnNamespace string
-	// OwnPodLabel selects keyhook's own pods (key=value), never sent.
-	OwnPodLabelKey, OwnPodLabelValue string
+	// NamespaceLabeler is the username of the identity that keeps the
+	// keyhook.dev/injection label of namespaces (pkg/policy's
+	// NamespaceLabeler): the only one NamespaceLabelPolicy lets add, change
+	// or remove it. Default: ServiceAccountUsername(OwnNamespace,
+	// NamespaceLabelerServiceAccount).
+	NamespaceLabeler string
 	// TimeoutSeconds of every entry: short, so a slow keyhook fails fast.
 	TimeoutSeconds int32
 	// Annotations of both configurations (cert-manager's inject-ca-from).
@@ -76,8 +89,7 @@ func Defaults() Options {
 			}}
 		},
 		OwnNamespace:     "keyhook-system",
-		OwnPodLabelKey:   "app.kubernetes.io/name",
-		OwnPodLabelValue: "keyhook",
+		NamespaceLabeler: ServiceAccountUsername("keyhook-system", NamespaceLabelerServiceAccount),
 		TimeoutSeconds:   5,
 	}
 }
@@ -89,6 +101,13 @@ func CertManager() Options {
 	o := Defaults()
 	o.Annotations = map[string]string{InjectCAFrom: o.OwnNamespace + "/" + ServingCertificate}
 	return o
+}
+
+// notOwn leaves out the namespaces keyhook must never wait on:
+// kube-system and its own. kubernetes.io/metadata.name is set by the API
+// server to the namespace's name and cannot be changed.
+func notOwn(o Options) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem, o.OwnNamespace}}
 }
 
 // Mutating is the pod-injection registration.
@@ -109,13 +128,9 @@ func Mutating(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
 			SideEffects:        ptr.To(admissionregistrationv1.SideEffectClassNone),
 			TimeoutSeconds:     ptr.To(o.TimeoutSeconds),
 			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.OwnNamespace}},
-				ns,
-			}},
-			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: o.OwnPodLabelKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{o.OwnPodLabelValue}},
-			}},
+			NamespaceSelector:  &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{notOwn(o), ns}},
+			// No objectSelector: pod labels are the tenant's, so an
+			// exclusion by pod label would be an opt-out of enforcement.
 		}
 	}
 	enforced := entry("enforced.pods.keyhook.dev", admissionregistrationv1.Fail,

@@ -50,7 +50,9 @@ func TestManifestsApply(t *testing.T) {
 				t.Fatalf("server-side dry run of %s failed: %v\n%s", dir, err, res)
 			}
 			for _, want := range []string{"deployment.apps/keyhook", "mutatingwebhookconfiguration.admissionregistration.k8s.io/keyhook",
-				"validatingwebhookconfiguration.admissionregistration.k8s.io/keyhook", "poddisruptionbudget.policy/keyhook", "role.rbac.authorization.k8s.io/keyhook"} {
+				"validatingwebhookconfiguration.admissionregistration.k8s.io/keyhook", "poddisruptionbudget.policy/keyhook", "role.rbac.authorization.k8s.io/keyhook",
+				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-namespace-labels", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-namespace-labels",
+				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-pods", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-pods"} {
 				if !strings.Contains(string(res), want) {
 					t.Errorf("dry run did not apply %s:\n%s", want, res)
 				}
@@ -181,6 +183,46 @@ func TestManifestWebhooksAreGenerated(t *testing.T) {
 		}
 		if diff := cmp.Diff(built, shipped); diff != "" {
 			t.Errorf("manifests/%s differs from pkg/webhookconfig; run make manifests (-built +shipped):\n%s", file, diff)
+		}
+	}
+	// The ValidatingAdmissionPolicies, one file of both installs.
+	raw, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "manifests", "webhook", webhookconfig.AdmissionPoliciesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shipped, built []map[string]any
+	for _, doc := range strings.Split(string(raw), "\n---\n")[1:] {
+		var m map[string]any
+		must(t, yaml.Unmarshal([]byte(doc), &m))
+		shipped = append(shipped, m)
+	}
+	for _, p := range webhookconfig.AdmissionPolicies(webhookconfig.Defaults()) {
+		for _, obj := range p.Objects() {
+			b, err := yaml.Marshal(obj)
+			must(t, err)
+			var m map[string]any
+			must(t, yaml.Unmarshal(b, &m))
+			built = append(built, m)
+		}
+	}
+	if diff := cmp.Diff(built, shipped); diff != "" {
+		t.Errorf("manifests/webhook/%s differs from pkg/webhookconfig; run make manifests (-built +shipped):\n%s", webhookconfig.AdmissionPoliciesFile, diff)
+	}
+	// Both installs carry them, cluster-scoped (no namespace).
+	for _, dir := range []string{"manifests", "manifests/self-managed"} {
+		n := 0
+		for _, doc := range strings.Split(kustomize(t, dir), "\n---\n") {
+			var meta metav1.PartialObjectMetadata
+			must(t, yaml.Unmarshal([]byte(doc), &meta))
+			if strings.HasPrefix(meta.Kind, "ValidatingAdmissionPolicy") {
+				n++
+				if meta.Namespace != "" {
+					t.Errorf("%s: %s %s has namespace %q", dir, meta.Kind, meta.Name, meta.Namespace)
+				}
+			}
+		}
+		if n != 4 {
+			t.Errorf("%s installs %d ValidatingAdmissionPolicies and bindings, want 4", dir, n)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,9 +12,13 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/certs"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
@@ -64,7 +69,10 @@ type WebhookOptions struct {
 // StartWebhook issues a CA and a serving certificate for 127.0.0.1, starts
 // the webhook with them, waits until it is ready and registers a
 // MutatingWebhookConfiguration for it with the CA as caBundle. With
-// SelfManagedTLS the webhook issues its own.
+// SelfManagedTLS the webhook issues its own. It runs as keyhook's identity
+// (Cluster.KeyhookKubeconfig) and installs the ValidatingAdmissionPolicies
+// of manifests/ (webhookconfig.AdmissionPolicies) along with the
+// registrations, as an install does.
 func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
 	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: opts.ConfigName, bin: opts.Binary}
 	if w.ConfigName == "" {
@@ -90,7 +98,7 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	}
 	w.log = filepath.Join(dir, name+".log")
 	w.args = append([]string{
-		"--kubeconfig=" + c.Kubeconfig,
+		"--kubeconfig=" + c.KeyhookKubeconfig,
 		"--webhook-host=127.0.0.1",
 		"--webhook-port=" + itoa(w.port),
 		"--metrics-bind-address=127.0.0.1:" + itoa(w.metricsPort),
@@ -106,7 +114,10 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 		if err := c.Client.Create(ctx, m); err != nil {
 			return err
 		}
-		return c.Client.Create(ctx, v)
+		if err := c.Client.Create(ctx, v); err != nil {
+			return err
+		}
+		return installAdmissionPolicies(ctx, c, o)
 	}
 	if opts.SelfManagedTLS && !opts.Unregistered {
 		if err := register(); err != nil {
@@ -124,15 +135,45 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	return w, nil
 }
 
-// Unregister deletes the webhook's configurations.
+// Unregister deletes the webhook's configurations and admission policies.
 func (w *Webhook) Unregister(ctx context.Context, c *Cluster) error {
-	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+	objs := []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}}
+	for _, obj := range objs {
 		obj.SetName(w.ConfigName)
+	}
+	for _, p := range webhookconfig.AdmissionPolicies(WebhookConfigOptions(w.ConfigName, w.URL, nil)) {
+		objs = append(objs, p.Binding, p.Policy)
+	}
+	for _, obj := range objs {
 		if err := c.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// installAdmissionPolicies creates the ValidatingAdmissionPolicies of o and
+// waits until the API server enforces them: a dry-run create, by the admin,
+// of a namespace that carries keyhook.dev/injection is denied.
+func installAdmissionPolicies(ctx context.Context, c *Cluster, o webhookconfig.Options) error {
+	for _, p := range webhookconfig.AdmissionPolicies(o) {
+		if err := c.Client.Create(ctx, p.Policy); err != nil {
+			return fmt.Errorf("creating ValidatingAdmissionPolicy %s: %w", p.Policy.Name, err)
+		}
+		if err := c.Client.Create(ctx, p.Binding); err != nil {
+			return fmt.Errorf("creating ValidatingAdmissionPolicyBinding %s: %w", p.Binding.Name, err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return WaitFor(wctx, 100*time.Millisecond, func() (bool, error) {
+		probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "vap-probe-", Labels: map[string]string{annotations.Injection: annotations.InjectionDefault}}}
+		err := c.Client.Create(ctx, probe, client.DryRunAll)
+		if err == nil {
+			return false, errors.New("ValidatingAdmissionPolicy " + o.Name + "-namespace-labels not in force yet")
+		}
+		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err), err
+	})
 }
 
 // ServedCertificate is the certificate the webhook presents in a new TLS
