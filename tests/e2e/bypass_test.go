@@ -303,8 +303,17 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 		t.Errorf("condition does not name the pod admitted before the policy: %+v", c)
 	}
 	// A pod created now is injected, and not reported.
-	now := plainPod(ns, "now", nil, nil)
-	if err := cluster.Client.Create(ctx, now); err != nil || !hasAgent(now) {
+	err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+		now := plainPod(ns, "now", nil, nil)
+		if err := cluster.Client.Create(ctx, now); err != nil {
+			return false, err
+		}
+		if !hasAgent(now) { // keyhook's cache lagging behind the policy
+			return false, cluster.Client.Delete(ctx, now, client.GracePeriodSeconds(0))
+		}
+		return true, nil
+	})
+	if err != nil {
 		t.Fatalf("a pod created once the namespace is enforced was not injected: %v", err)
 	}
 	if err := cluster.Client.Delete(ctx, early, client.GracePeriodSeconds(0)); err != nil {
