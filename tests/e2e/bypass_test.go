@@ -178,7 +178,7 @@ func TestNamespaceInjectionLabelGuarded(t *testing.T) {
 	// keyhook's identity may set the label: as it directly, and through
 	// its labeler once the admin (who may update policies) takes the
 	// namespace out of the policy.
-	keyhook, err := cluster.As(webhookconfig.Defaults().NamespaceLabeler)
+	keyhook, err := cluster.As(webhookconfig.Defaults().NamespaceLabeler, "system:masters") // as the harness runs keyhook
 	if err != nil {
 		t.Fatal(err)
 	}
