@@ -39,7 +39,9 @@ const (
 	// "enforced" when any selecting policy enforces (the webhook entry for
 	// these namespaces fails closed), "default" otherwise (every pod is sent
 	// to the webhook, which fails open). Namespaces without it send only
-	// annotated pods. Set and removed by keyhook; do not edit.
+	// annotated pods. Set and removed by keyhook alone: the
+	// ValidatingAdmissionPolicy keyhook-namespace-labels denies anyone else
+	// adding, changing or removing it (pkg/webhookconfig).
 	//
 	//	keyhook.dev/injection: "enforced"
 	Injection = prefix + "injection"
