@@ -14,10 +14,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -43,31 +46,59 @@ func main() {
 }
 
 func run() error {
-	once := flag.Bool("once", false, "exit after showing the result instead of waiting for Ctrl-C (used by the tests)")
+	once := flag.Bool("once", false, "exit after showing the result instead of waiting for Ctrl-C")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return demo(ctx, os.Stdout, func(e *env) error {
+		fmt.Printf("\nkeyhook is up. Point kubectl at it:\n\n   export KUBECONFIG=%s\n   %s get pods,externalsecrets,secretstores -n demo\n   %s get pod -n demo -l app=web -o yaml\n\n",
+			e.Cluster.Kubeconfig, e.Kubectl, e.Kubectl)
+		if *once {
+			return nil
+		}
+		fmt.Println("Press Ctrl-C to stop everything.")
+		<-ctx.Done()
+		fmt.Println("\nstopping webhook, Vault and control plane")
+		return nil
+	})
+}
 
+// env is what the demo started and did, for hold to look at before
+// everything stops.
+type env struct {
+	Cluster *framework.Cluster
+	Vault   *framework.Vault
+	Kubectl string
+	// Pod is the Deployment's first pod as the API server stored it.
+	Pod *corev1.Pod
+	// AgentRoot is the root the pod's init-agent wrote under.
+	AgentRoot string
+}
+
+// demo starts everything, shows keyhook at work on w, then calls hold with
+// what it started and stops it all when hold returns.
+func demo(ctx context.Context, w io.Writer, hold func(*env) error) error {
+	d := &shower{w: w}
 	dir, err := os.MkdirTemp("", "keyhook-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 
-	step("building keyhook")
+	d.step("building keyhook")
 	webhookBin, agentBin, err := framework.Binaries(dir)
 	if err != nil {
 		return err
 	}
-	step("starting etcd, kube-apiserver and kube-controller-manager")
+	d.step("starting etcd, kube-apiserver and kube-controller-manager")
 	cluster, err := framework.StartCluster(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer cluster.Stop()
-	fmt.Printf("   control plane ready in %s at %s\n", cluster.StartedIn.Round(time.Millisecond), cluster.Host)
+	fmt.Fprintf(w, "   control plane ready in %s at %s\n", cluster.StartedIn.Round(time.Millisecond), cluster.Host)
 
-	step("starting Vault (dev server) with kubernetes auth and example data")
+	d.step("starting Vault (dev server) with kubernetes auth and example data")
 	vault, err := framework.StartVault(ctx, dir)
 	if err != nil {
 		return err
@@ -88,17 +119,17 @@ func run() error {
 			return err
 		}
 	}
-	fmt.Printf("   Vault at %s: secret/demo/db, secret/demo/api; role demo-app for serviceaccount demo/app\n", vault.Addr)
+	fmt.Fprintf(w, "   Vault at %s: secret/demo/db, secret/demo/api; role demo-app for serviceaccount demo/app\n", vault.Addr)
 
-	step("starting the keyhook webhook (TLS) and registering it")
+	d.step("starting the keyhook webhook (TLS) and registering it")
 	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo", Args: []string{"--rollout-debounce=2s"}})
 	if err != nil {
 		return err
 	}
 	defer wh.Stop()
-	fmt.Printf("   webhook at %s, metrics at %s\n", wh.URL, wh.MetricsURL)
+	fmt.Fprintf(w, "   webhook at %s, metrics at %s\n", wh.URL, wh.MetricsURL)
 
-	step("kubectl apply -f examples/")
+	d.step("kubectl apply -f examples/")
 	kubectl := filepath.Join(os.Getenv("KEYHOOK_TESTENV"), "kubectl")
 	if out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "create", "namespace", "demo"); err != nil {
 		return fmt.Errorf("%v\n%s", err, out)
@@ -113,13 +144,13 @@ func run() error {
 		}
 		manifest := strings.ReplaceAll(string(raw), "${VAULT_ADDR}", vault.Addr)
 		out, err := kubectlRun(kubectl, cluster.Kubeconfig, manifest, "apply", "-f", "-")
-		fmt.Print(indent(out))
+		fmt.Fprint(w, indent(out))
 		if err != nil {
 			return fmt.Errorf("applying examples/%s: %v", f, err)
 		}
 	}
 
-	step("waiting for the Deployment's pod (no kubelet here: it stays Pending)")
+	d.step("waiting for the Deployment's pod (no kubelet here: it stays Pending)")
 	var pod *corev1.Pod
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -137,42 +168,42 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("no pod: %w", err)
 	}
-	showInjection(pod)
+	d.showInjection(pod)
 
-	step("running the pod's init-agent as the kubelet would (its args, its env, a token of its service account)")
+	d.step("running the pod's init-agent as the kubelet would (its args, its env, a token of its service account)")
 	root := filepath.Join(dir, "pod-root")
 	res, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
 	if err != nil {
 		return err
 	}
-	fmt.Print(indent(res.Output))
+	fmt.Fprint(w, indent(res.Output))
 	if res.Err != nil {
 		return fmt.Errorf("agent failed: %v", res.Err)
 	}
-	if err := showFiles(root, examples); err != nil {
+	if err := d.showFiles(root, examples); err != nil {
 		return err
 	}
 
-	step("the reconciler keeps a Secret of each ExternalSecret current")
+	d.step("the reconciler keeps a Secret of each ExternalSecret current")
 	before, err := waitSecret(ctx, cluster, "db-creds", func(*corev1.Secret) bool { return true })
 	if err != nil {
 		return err
 	}
-	if err := showSecret(cluster, before, examples["demo/db"]); err != nil {
+	if err := d.showSecret(before, examples["demo/db"]); err != nil {
 		return err
 	}
 	if out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "get", "externalsecrets", "-n", "demo"); err == nil {
-		fmt.Print(indent(out))
+		fmt.Fprint(w, indent(out))
 	}
 
-	step("rotating secret/demo/db in Vault; keyhook.dev/force-sync asks for a sync now, not within refreshInterval (1h)")
+	d.step("rotating secret/demo/db in Vault; keyhook.dev/force-sync asks for a sync now, not within refreshInterval (1h)")
 	examples["demo/db"]["password"] = "tr0ub4dor-and-3-rotated"
 	if err := vault.Put(ctx, "demo/db", examples["demo/db"]); err != nil {
 		return err
 	}
 	out, err := kubectlRun(kubectl, cluster.Kubeconfig, "", "annotate", "externalsecret", "-n", "demo", "db-creds",
 		"keyhook.dev/force-sync="+time.Now().Format("150405.000"), "--overwrite")
-	fmt.Print(indent(out))
+	fmt.Fprint(w, indent(out))
 	if err != nil {
 		return err
 	}
@@ -182,27 +213,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := showSecret(cluster, after, examples["demo/db"]); err != nil {
+	if err := d.showSecret(after, examples["demo/db"]); err != nil {
 		return err
 	}
 	rolled, err := waitRollout(ctx, cluster)
 	if err != nil {
 		return err
 	}
-	fmt.Print(indent(rolled))
+	fmt.Fprint(w, indent(rolled))
 
-	fmt.Printf("\nkeyhook is up. Point kubectl at it:\n\n   export KUBECONFIG=%s\n   %s get pods,externalsecrets,secretstores -n demo\n   %s get pod -n demo -l app=web -o yaml\n\n",
-		cluster.Kubeconfig, kubectl, kubectl)
-	if *once {
-		return nil
-	}
-	fmt.Println("Press Ctrl-C to stop everything.")
-	<-ctx.Done()
-	fmt.Println("\nstopping webhook, Vault and control plane")
-	return nil
+	return hold(&env{Cluster: cluster, Vault: vault, Kubectl: kubectl, Pod: pod, AgentRoot: root})
 }
 
-func step(s string) { fmt.Printf("\n==> %s\n", s) }
+// shower prints what the demo shows.
+type shower struct{ w io.Writer }
+
+func (d *shower) step(s string) { fmt.Fprintf(d.w, "\n==> %s\n", s) }
 
 // waitSecret waits for the Secret keyhook syncs from ExternalSecret name.
 func waitSecret(ctx context.Context, cluster *framework.Cluster, name string, ok func(*corev1.Secret) bool) (*corev1.Secret, error) {
@@ -228,25 +254,25 @@ func waitSecret(ctx context.Context, cluster *framework.Cluster, name string, ok
 }
 
 // showSecret prints a synced Secret's keys, owner and data hash, and checks
-// its data against Vault without printing a value.
-func showSecret(cluster *framework.Cluster, s *corev1.Secret, want map[string]any) error {
-	keys := make([]string, 0, len(s.Data))
-	for k := range s.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+// its data against Vault — the same keys, no more and no fewer, and the same
+// values — without printing a value.
+func (d *shower) showSecret(s *corev1.Secret, want map[string]any) error {
+	keys := slices.Sorted(maps.Keys(s.Data))
 	owner := "none"
 	if len(s.OwnerReferences) > 0 {
 		owner = s.OwnerReferences[0].Kind + "/" + s.OwnerReferences[0].Name
 	}
 	hash := s.Annotations[annotations.DataHash]
-	fmt.Printf("   Secret demo/%s: keys %v, owner %s, %s=%.12s…\n", s.Name, keys, owner, annotations.DataHash, hash)
+	fmt.Fprintf(d.w, "   Secret demo/%s: keys %v, owner %s, %s=%.12s…\n", s.Name, keys, owner, annotations.DataHash, hash)
+	if wantKeys := slices.Sorted(maps.Keys(want)); !slices.Equal(keys, wantKeys) {
+		return fmt.Errorf("Secret demo/%s has keys %v, Vault has %v", s.Name, keys, wantKeys)
+	}
 	for k, v := range want {
 		if string(s.Data[k]) != v.(string) {
 			return fmt.Errorf("Secret demo/%s key %s differs from Vault", s.Name, k)
 		}
 	}
-	fmt.Printf("   every key matches Vault\n")
+	fmt.Fprintf(d.w, "   every key matches Vault\n")
 	return nil
 }
 
@@ -292,19 +318,19 @@ func kubectlRun(kubectl, kubeconfig, stdin string, args ...string) (string, erro
 	return string(out), err
 }
 
-func showInjection(pod *corev1.Pod) {
-	fmt.Printf("   pod %s/%s, annotation keyhook.dev/status=%s\n", pod.Namespace, pod.Name, pod.Annotations["keyhook.dev/status"])
+func (d *shower) showInjection(pod *corev1.Pod) {
+	fmt.Fprintf(d.w, "   pod %s/%s, annotation keyhook.dev/status=%s\n", pod.Namespace, pod.Name, pod.Annotations["keyhook.dev/status"])
 	for _, c := range pod.Spec.InitContainers {
-		fmt.Printf("   init container %s (image %s, args %v)\n", c.Name, c.Image, c.Args)
+		fmt.Fprintf(d.w, "   init container %s (image %s, args %v)\n", c.Name, c.Image, c.Args)
 	}
 	for _, v := range pod.Spec.Volumes {
 		switch {
 		case v.EmptyDir != nil:
-			fmt.Printf("   volume %s: emptyDir medium=%s\n", v.Name, v.EmptyDir.Medium)
+			fmt.Fprintf(d.w, "   volume %s: emptyDir medium=%s\n", v.Name, v.EmptyDir.Medium)
 		case v.Projected != nil && v.Name == mutate.TokenVolumeName:
 			for _, s := range v.Projected.Sources {
 				if s.ServiceAccountToken != nil {
-					fmt.Printf("   volume %s: projected service-account token, audience %q\n", v.Name, s.ServiceAccountToken.Audience)
+					fmt.Fprintf(d.w, "   volume %s: projected service-account token, audience %q\n", v.Name, s.ServiceAccountToken.Audience)
 				}
 			}
 		}
@@ -312,7 +338,7 @@ func showInjection(pod *corev1.Pod) {
 	for _, c := range pod.Spec.Containers {
 		for _, m := range c.VolumeMounts {
 			if m.Name == mutate.SecretsVolumeName {
-				fmt.Printf("   container %s mounts %s at %s read-only=%v\n", c.Name, m.Name, m.MountPath, m.ReadOnly)
+				fmt.Fprintf(d.w, "   container %s mounts %s at %s read-only=%v\n", c.Name, m.Name, m.MountPath, m.ReadOnly)
 			}
 		}
 	}
@@ -320,14 +346,14 @@ func showInjection(pod *corev1.Pod) {
 		if e.Name == plan.EnvVar {
 			var pretty bytes.Buffer
 			_ = json.Indent(&pretty, []byte(e.Value), "   ", "  ")
-			fmt.Printf("   the agent's plan ($%s; names and places, never a value):\n   %s\n", plan.EnvVar, pretty.String())
+			fmt.Fprintf(d.w, "   the agent's plan ($%s; names and places, never a value):\n   %s\n", plan.EnvVar, pretty.String())
 		}
 	}
 }
 
 // showFiles lists what the agent wrote and checks it against the example
 // data; it prints lengths and a verdict rather than the values themselves.
-func showFiles(root string, examples map[string]map[string]any) error {
+func (d *shower) showFiles(root string, examples map[string]map[string]any) error {
 	want := map[string]string{
 		"db-creds/username": examples["demo/db"]["username"].(string),
 		"db-creds/password": examples["demo/db"]["password"].(string),
@@ -347,7 +373,7 @@ func showFiles(root string, examples map[string]map[string]any) error {
 		return err
 	}
 	sort.Strings(files)
-	fmt.Printf("   files in the pod's in-memory volume (/var/run/secrets/keyhook):\n")
+	fmt.Fprintf(d.w, "   files in the pod's in-memory volume (/var/run/secrets/keyhook):\n")
 	for _, f := range files {
 		info, err := os.Stat(filepath.Join(base, f))
 		if err != nil {
@@ -361,7 +387,7 @@ func showFiles(root string, examples map[string]map[string]any) error {
 		if string(b) != want[f] {
 			verdict = "DIFFERS from Vault"
 		}
-		fmt.Printf("   %s  %-20s %3d bytes  %s\n", info.Mode().Perm(), f, len(b), verdict)
+		fmt.Fprintf(d.w, "   %s  %-20s %3d bytes  %s\n", info.Mode().Perm(), f, len(b), verdict)
 		if verdict != "matches Vault" {
 			return fmt.Errorf("%s differs from Vault", f)
 		}
