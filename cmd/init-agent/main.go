@@ -7,10 +7,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -20,29 +22,43 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/keyhook/keyhook/pkg/agent"
+	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "keyhook-agent: error:", err)
-		// In a pod the kubelet shows this file as the termination message.
-		// Outside one it does not exist, and is not created.
-		if f, ferr := os.OpenFile("/dev/termination-log", os.O_WRONLY|os.O_TRUNC, 0); ferr == nil {
-			_, _ = f.WriteString(err.Error())
-			_ = f.Close()
-		}
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// terminationLog is the container's default terminationMessagePath: the
+// kubelet shows what the agent writes there as the pod's termination message.
+const terminationLog = "/dev/termination-log"
+
+func run(args []string) (err error) {
 	fs := flag.NewFlagSet("init-agent", flag.ContinueOnError)
 	deadline := fs.Duration("deadline", 2*time.Minute, "give up after this long, retries included")
 	root := fs.String("root", os.Getenv("KEYHOOK_AGENT_ROOT"), "prefix for every path of the plan (only for running outside a pod; default $KEYHOOK_AGENT_ROOT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// One line, whatever a provider's SDK put into its error: the
+		// README promises it, and kubectl shows only so much.
+		err = errors.New(fetch.OneLine(err.Error()))
+		// The kubelet creates the file in a pod; outside one (root set) it
+		// is under root if whoever runs the agent created it, and nowhere
+		// otherwise: it is never created here.
+		if f, ferr := os.OpenFile(filepath.Join(*root, terminationLog), os.O_WRONLY|os.O_TRUNC, 0); ferr == nil {
+			_, _ = f.WriteString(err.Error())
+			_ = f.Close()
+		}
+	}()
 	if *deadline <= 0 {
 		return fmt.Errorf("--deadline %s must be positive", *deadline)
 	}
@@ -63,7 +79,7 @@ func run(args []string) error {
 		Deadline: *deadline,
 		Getenv:   os.Getenv,
 		Log: func(format string, args ...any) {
-			fmt.Fprintf(os.Stderr, "keyhook-agent: "+format+"\n", args...)
+			fmt.Fprintln(os.Stderr, "keyhook-agent: "+fetch.OneLine(fmt.Sprintf(format, args...)))
 		},
 	})
 	if err != nil {

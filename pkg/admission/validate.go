@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/secretsync"
 	"github.com/keyhook/keyhook/pkg/tenancy"
@@ -56,6 +58,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 				warnings = append(warnings, "spec.conditions is ignored on a SecretStore: only its own namespace can use it")
 			}
 			errs = append(errs, v.validateRoles(ctx, &obj.Spec, obj.Namespace)...)
+			errs = append(errs, foreignSecretRefs(&obj.Spec, obj.Namespace)...)
 		}
 	case "ClusterSecretStore":
 		obj := &v1alpha1.ClusterSecretStore{}
@@ -125,8 +128,10 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 	switch st := store.(type) {
 	case *v1alpha1.SecretStore:
 		errs = append(errs, validateVersions(&st.Spec, es)...)
+		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
 	case *v1alpha1.ClusterSecretStore:
 		errs = append(errs, validateVersions(&st.Spec, es)...)
+		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
 	}
 	return errs, "", nil
 }
@@ -158,6 +163,42 @@ func validateVersions(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecr
 	for i, d := range es.Spec.DataFrom {
 		if d.Extract != nil {
 			check(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "version"), d.Extract.Version)
+		}
+	}
+	return errs
+}
+
+// validateVaultKeys denies remote keys written as the KV v2 API path of the
+// store's mount ("secret/data/app/db"), saying what to write instead; the
+// provider refuses them too, for ExternalSecrets admitted before their store.
+func validateVaultKeys(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
+	vp := store.Provider.Vault
+	if vp == nil {
+		return nil
+	}
+	mount := vp.Path
+	if mount == "" {
+		mount = "secret"
+	}
+	version := 2
+	if vp.Version == v1alpha1.VaultKVv1 {
+		version = 1
+	}
+	var errs field.ErrorList
+	check := func(path *field.Path, key string) {
+		if err := kvpath.Check(mount, version, key); err != nil {
+			errs = append(errs, field.Invalid(path, key, err.Error()))
+		}
+	}
+	for i, d := range es.Spec.Data {
+		check(field.NewPath("spec", "data").Index(i).Child("remoteRef", "key"), d.RemoteRef.Key)
+	}
+	for i, d := range es.Spec.DataFrom {
+		switch {
+		case d.Extract != nil:
+			check(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "key"), d.Extract.Key)
+		case d.Find != nil:
+			check(field.NewPath("spec", "dataFrom").Index(i).Child("find", "path"), d.Find.Path)
 		}
 	}
 	return errs
@@ -203,5 +244,56 @@ func validatePolicy(p *v1alpha1.ClusterInjectionPolicy) field.ErrorList {
 	if p.Spec.Enforce && len(p.Spec.Inject) == 0 {
 		errs = append(errs, field.Required(spec.Child("inject"), "an enforcing policy must inject at least one ExternalSecret"))
 	}
+	return errs
+}
+
+// secretKeySelectorType is the type of every reference a store makes to a
+// key of a Secret.
+var secretKeySelectorType = reflect.TypeFor[v1alpha1.SecretKeySelector]()
+
+// foreignSecretRefs denies every Secret reference of a namespaced
+// SecretStore (tokenSecretRef, appRole.secretRef, the AWS and Google key
+// references: any SecretKeySelector in the spec, found by walking it, so a
+// field added later is covered too) whose namespace is not the store's own.
+// Neither injected pods nor the sync would read it there — a pod can only
+// reference Secrets of its namespace — so accepting it would silently read
+// another Secret than the one named.
+func foreignSecretRefs(spec *v1alpha1.SecretStoreSpec, ns string) field.ErrorList {
+	var errs field.ErrorList
+	var walk func(v reflect.Value, path *field.Path)
+	walk = func(v reflect.Value, path *field.Path) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(v.Elem(), path)
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				walk(v.Index(i), path.Index(i))
+			}
+		case reflect.Struct:
+			if v.Type() == secretKeySelectorType {
+				ref := v.Interface().(v1alpha1.SecretKeySelector)
+				if ref.Namespace != "" && ref.Namespace != ns {
+					errs = append(errs, field.Forbidden(path.Child("namespace"), fmt.Sprintf(
+						"namespace %q: a namespaced SecretStore can only reference Secrets in its own namespace %q; remove the namespace, or use a ClusterSecretStore to read Secret %s/%s",
+						ref.Namespace, ns, ref.Namespace, ref.Name)))
+				}
+				return
+			}
+			for i := range v.NumField() {
+				f := v.Type().Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if !f.IsExported() || name == "-" {
+					continue
+				}
+				if name == "" {
+					name = f.Name
+				}
+				walk(v.Field(i), path.Child(name))
+			}
+		}
+	}
+	walk(reflect.ValueOf(spec).Elem(), field.NewPath("spec"))
 	return errs
 }

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 )
 
 // Ref names one remote secret.
@@ -108,4 +110,26 @@ func (e *CallError) Unwrap() []error {
 		}
 	}
 	return out
+}
+
+// OneLine returns msg with every run of white space that holds a line
+// break or a tab turned into one space, and the ends trimmed. What keyhook
+// shows a user — the agent's failure, a status condition, an event — is one
+// line, whatever an SDK or a server wrote into an error.
+func OneLine(msg string) string {
+	if !strings.ContainsAny(msg, "\n\r\t\v\f\u0085\u2028\u2029") {
+		return strings.TrimSpace(msg)
+	}
+	var b strings.Builder
+	b.Grow(len(msg))
+	for _, run := range strings.FieldsFunc(msg, func(r rune) bool { return unicode.IsSpace(r) && r != ' ' }) {
+		if run = strings.TrimSpace(run); run == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(run)
+	}
+	return b.String()
 }

@@ -551,3 +551,23 @@ func TestResolveErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                                  "plain",
+		"  spaces  kept  inside ":                "spaces  kept  inside",
+		"1 error occurred:\n\t* denied\n\n":      "1 error occurred: * denied",
+		"a\r\nb\tc\vd\fe\u0085f\u2028g\u2029h":   "a b c d e f g h",
+		"trailing: \n":                           "trailing:",
+		"key \"x\" (remote \"y\"): \n\n  : boom": "key \"x\" (remote \"y\"): : boom",
+		"":                                       "",
+	} {
+		got := fetch.OneLine(in)
+		if got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
+		}
+		if strings.ContainsAny(got, "\n\r\t") {
+			t.Errorf("OneLine(%q) = %q has a line break or a tab", in, got)
+		}
+	}
+}

@@ -75,8 +75,14 @@ func (f *factory) serviceAccountToken(ctx context.Context, ns string, ref *v1alp
 // ClusterSecretStore names otherwise.
 func (f *factory) secretValue(ctx context.Context, src *resolve.Source, ref v1alpha1.SecretKeySelector, what string) (string, error) {
 	ns := src.ExternalSecret.Namespace
-	if src.StoreKind == v1alpha1.SecretStoreKindCluster && ref.Namespace != "" {
+	switch {
+	case src.StoreKind == v1alpha1.SecretStoreKindCluster && ref.Namespace != "":
 		ns = ref.Namespace
+	case ref.Namespace != "" && ref.Namespace != ns:
+		// Admission refuses this; a store admitted before it did is not
+		// read from the store's own namespace behind the user's back.
+		return "", fmt.Errorf("SecretStore %q names its %s Secret in namespace %q, but a namespaced SecretStore can only reference Secrets in its own namespace %q; remove the namespace, or use a ClusterSecretStore: %w",
+			src.StoreName, what, ref.Namespace, ns, fetch.ErrInvalid)
 	}
 	s := &corev1.Secret{}
 	if err := f.secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s); err != nil {

@@ -132,7 +132,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "error").Inc()
 		lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(-1)
-		msg := "could not sync: " + err.Error()
+		// One line, whatever a provider's SDK wrote: kubectl shows it in a
+		// column and in describe.
+		msg := "could not sync: " + fetch.OneLine(err.Error())
 		if errors.Is(err, fetch.ErrNotFound) && es.Spec.Target.DeletionPolicy == v1alpha1.DeletionPolicyDelete &&
 			existing != nil && policy != v1alpha1.CreationPolicyMerge {
 			// The remote data is gone and the user asked for the Secret to go too.
@@ -353,7 +355,7 @@ type synced struct {
 func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string, ok *synced) error {
 	patch := client.MergeFrom(es.DeepCopy())
 	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
+		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: fetch.OneLine(msg), ObservedGeneration: es.Generation,
 	})
 	if ok != nil {
 		es.Status.RefreshTime = &ok.at

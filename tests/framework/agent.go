@@ -21,6 +21,9 @@ type AgentRun struct {
 	Output   string
 	Err      error // nil when it exited 0
 	Duration time.Duration
+	// TerminationMessage is what the agent wrote to its termination log,
+	// which the kubelet would show as the pod's termination message.
+	TerminationMessage string
 }
 
 // RunAgent does what a kubelet would do for the keyhook-agent init container
@@ -36,8 +39,18 @@ func RunAgent(ctx context.Context, c *Cluster, bin string, pod *corev1.Pod, root
 	}
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	return &AgentRun{Output: string(out), Err: err, Duration: time.Since(start)}, nil
+	run := &AgentRun{Output: string(out), Err: err, Duration: time.Since(start)}
+	msg, rerr := os.ReadFile(filepath.Join(root, TerminationLog))
+	if rerr != nil {
+		return nil, rerr
+	}
+	run.TerminationMessage = string(msg)
+	return run, nil
 }
+
+// TerminationLog is the container's default terminationMessagePath, which
+// the kubelet creates empty before the container starts.
+const TerminationLog = "/dev/termination-log"
 
 // AgentCommand prepares what RunAgent runs — the env, the projected tokens
 // under root — and returns the command, not started, so that a caller can
@@ -54,6 +67,12 @@ func AgentCommand(ctx context.Context, c *Cluster, bin string, pod *corev1.Pod, 
 		return nil, fmt.Errorf("pod %s/%s has no %s init container", pod.Namespace, pod.Name, mutate.AgentContainerName)
 	}
 	env := []string{"KEYHOOK_AGENT_ROOT=" + root}
+	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(TerminationLog)), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, TerminationLog), nil, 0o666); err != nil {
+		return nil, err
+	}
 	for _, e := range agent.Env {
 		switch {
 		case e.ValueFrom == nil:

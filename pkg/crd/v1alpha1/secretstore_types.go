@@ -325,8 +325,9 @@ type SecretKeySelector struct {
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
 
-	// Namespace of the Secret; only used by a ClusterSecretStore. Defaults to
-	// the namespace of the store's user.
+	// Namespace of the Secret, for a ClusterSecretStore; defaults to the
+	// namespace of the store's user. A namespaced SecretStore references
+	// only Secrets of its own namespace: another one is denied at admission.
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 )
 
 // Config says how to reach one KV mount and how to authenticate.
@@ -163,12 +165,17 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 }
 
 // GetSecret returns the fields of the KV secret at ref.Key as a JSON object.
+// Keys are relative to the mount; one written as the KV v2 API path
+// ("secret/data/app/db") is refused with what to write instead (kvpath.Check).
 func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
 	var (
 		s   *vaultapi.KVSecret
 		err error
 	)
-	key := strings.Trim(ref.Key, "/")
+	key := kvpath.Key(ref.Key)
+	if err := kvpath.Check(p.mount, p.version, key); err != nil {
+		return nil, invalid(err)
+	}
 	switch {
 	case p.version == 1 && ref.Version != "":
 		return nil, fmt.Errorf("version %q requested but mount %q is KV v1, which has no versions: %w", ref.Version, p.mount, fetch.ErrInvalid)
@@ -184,10 +191,10 @@ func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error)
 		s, err = p.client.KVv2(p.mount).Get(ctx, key)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s/%s: %w", p.mount, key, classify(err))
+		return nil, p.readError("reading", key, err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, fmt.Errorf("reading %s/%s: %w", p.mount, key, fetch.ErrNotFound)
+		return nil, p.readError("reading", key, fetch.ErrNotFound)
 	}
 	b, err := json.Marshal(s.Data)
 	if err != nil {
@@ -202,38 +209,130 @@ func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, erro
 	if p.version != 2 {
 		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, errors.ErrUnsupported)
 	}
-	key = strings.Trim(key, "/")
+	key = kvpath.Key(key)
+	if err := kvpath.Check(p.mount, p.version, key); err != nil {
+		return "", invalid(err)
+	}
 	m, err := p.client.KVv2(p.mount).GetMetadata(ctx, key)
 	if err != nil {
-		return "", fmt.Errorf("reading metadata of %s/%s: %w", p.mount, key, classify(err))
+		return "", p.readError("reading metadata of", key, err)
 	}
 	return strconv.Itoa(m.CurrentVersion), nil
 }
 
-// classify maps Vault errors onto fetch's error classes with a message that
-// says what Vault said, never a response body it could not parse.
+// invalidError classes err as fetch.ErrInvalid without saying so in its
+// message, which says what is wrong already.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{e.err, fetch.ErrInvalid} }
+
+func invalid(err error) error { return invalidError{err} }
+
+// readError is a failed read of key, in one line: what was read, Vault's
+// reason and, when the key starts with the mount and Vault found nothing or
+// refused, what to write instead.
+func (p *Provider) readError(what, key string, err error) error {
+	err = classify(err)
+	if errors.Is(err, fetch.ErrNotFound) || errors.Is(err, fetch.ErrAccessDenied) {
+		if hint := kvpath.Hint(p.mount, key); hint != "" {
+			return fmt.Errorf("%s %s/%s: %w; %s", what, p.mount, key, err, hint)
+		}
+	}
+	return fmt.Errorf("%s %s/%s: %w", what, p.mount, key, err)
+}
+
+// ResponseError is Vault's answer to a failed call, in one line: its HTTP
+// status and its reasons, each flattened (Vault sends go-multierror text,
+// "1 error occurred:\n\t* permission denied\n\n"). It never holds a response
+// body Vault did not write as its JSON errors.
+type ResponseError struct {
+	// StatusCode is the HTTP status of Vault's answer.
+	StatusCode int
+	// Reasons are Vault's error messages, one line each.
+	Reasons []string
+	// Class is fetch.ErrNotFound, ErrAccessDenied, ErrInvalid, ErrThrottled,
+	// or nil when the failure is transient.
+	Class error
+	// Err is the Vault client's error.
+	Err error
+}
+
+func (e *ResponseError) Error() string {
+	msg := "Vault answered " + strconv.Itoa(e.StatusCode)
+	switch {
+	case len(e.Reasons) > 0:
+		return msg + ": " + strings.Join(e.Reasons, "; ")
+	case e.Class != nil:
+		return msg + " (" + e.Class.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap makes the class and the client's error reachable with errors.Is
+// and errors.As.
+func (e *ResponseError) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.Class, e.Err} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// classify maps Vault errors onto fetch's error classes: a *ResponseError
+// for an answer of Vault, fetch.ErrNotFound for a secret that is not there.
 func classify(err error) error {
-	if errors.Is(err, vaultapi.ErrSecretNotFound) {
+	if errors.Is(err, fetch.ErrNotFound) || errors.Is(err, vaultapi.ErrSecretNotFound) {
 		return fetch.ErrNotFound
 	}
 	var re *vaultapi.ResponseError
 	if !errors.As(err, &re) {
 		return err
 	}
-	msg := fmt.Sprintf("vault answered %d", re.StatusCode)
-	if !re.RawError && len(re.Errors) > 0 {
-		msg += ": " + strings.Join(re.Errors, "; ")
+	out := &ResponseError{StatusCode: re.StatusCode, Err: err}
+	if !re.RawError {
+		out.Reasons = reasons(re.Errors)
 	}
 	switch {
 	case re.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%s: %w", msg, fetch.ErrNotFound)
+		out.Class = fetch.ErrNotFound
 	case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("%s: %w", msg, fetch.ErrAccessDenied)
+		out.Class = fetch.ErrAccessDenied
 	case re.StatusCode == http.StatusBadRequest:
-		return fmt.Errorf("%s: %w", msg, fetch.ErrInvalid)
+		out.Class = fetch.ErrInvalid
 	case re.StatusCode == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: %w", msg, fetch.ErrThrottled)
-	default:
-		return errors.New(msg)
+		out.Class = fetch.ErrThrottled
 	}
+	return out
+}
+
+// multiErrorHeader starts go-multierror's text: "1 error occurred:".
+var multiErrorHeader = regexp.MustCompile(`^\d+ errors? occurred:\s*`)
+
+// maxReason bounds one reason: Vault's reasons are short, and a long one is
+// more likely to carry something that is not Vault's own words.
+const maxReason = 200
+
+// reasons flattens Vault's error strings into one-line reasons:
+// go-multierror's list becomes its items, any other line break a space, and
+// a reason Vault repeats is said once.
+func reasons(errs []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range errs {
+		e = multiErrorHeader.ReplaceAllString(strings.TrimSpace(e), "")
+		for _, item := range strings.Split(e, "\n\t* ") {
+			item = strings.Join(strings.Fields(strings.TrimPrefix(strings.TrimSpace(item), "* ")), " ")
+			if r := []rune(item); len(r) > maxReason {
+				item = string(r[:maxReason]) + "…"
+			}
+			if item != "" && !seen[item] {
+				seen[item] = true
+				out = append(out, item)
+			}
+		}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +114,8 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, map[string]any{"data": map[string]any{"token": value}})
 	case "secret/data/denied":
 		reply(http.StatusForbidden, map[string]any{"errors": []string{"1 error occurred:\n\t* permission denied\n\n"}})
+	case "secret/data/two-reasons":
+		reply(http.StatusBadRequest, map[string]any{"errors": []string{"2 errors occurred:\n\t* first reason\n\t* second\nreason\n\n", "first reason"}})
 	case "secret/data/throttled":
 		reply(http.StatusTooManyRequests, map[string]any{"errors": []string{"request path \"secret/data/throttled\": rate limit quota exceeded"}})
 	case "secret/data/broken":
@@ -353,5 +356,88 @@ func TestEnvironmentIgnored(t *testing.T) {
 	}
 	if err == nil {
 		t.Error("VAULT_SKIP_VERIFY turned TLS verification off")
+	}
+}
+
+// Vault's multi-error answers become one line that names the path and says
+// Vault's reasons, reachable as a *vault.ResponseError with its class.
+func TestErrorsAreOneLine(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key     string
+		want    string
+		status  int
+		reasons []string
+		class   error
+	}{
+		{"denied", "reading secret/denied: Vault answered 403: permission denied", 403, []string{"permission denied"}, fetch.ErrAccessDenied},
+		{"two-reasons", "reading secret/two-reasons: Vault answered 400: first reason; second reason", 400, []string{"first reason", "second reason"}, fetch.ErrInvalid},
+		{"throttled", `reading secret/throttled: Vault answered 429: request path "secret/data/throttled": rate limit quota exceeded`, 429,
+			[]string{`request path "secret/data/throttled": rate limit quota exceeded`}, fetch.ErrThrottled},
+		{"broken", "reading secret/broken: Vault answered 502", 502, nil, nil},
+	} {
+		_, err := p.GetSecret(context.Background(), fetch.Ref{Key: tc.key})
+		if err == nil {
+			t.Fatalf("%s: no error", tc.key)
+		}
+		if err.Error() != tc.want {
+			t.Errorf("%s: error %q, want %q", tc.key, err, tc.want)
+		}
+		var re *vault.ResponseError
+		if !errors.As(err, &re) {
+			t.Fatalf("%s: %T is not a *vault.ResponseError", tc.key, err)
+		}
+		if re.StatusCode != tc.status || !slices.Equal(re.Reasons, tc.reasons) || re.Class != tc.class {
+			t.Errorf("%s: ResponseError{%d, %q, %v}, want {%d, %q, %v}", tc.key, re.StatusCode, re.Reasons, re.Class, tc.status, tc.reasons, tc.class)
+		}
+	}
+
+	// A login refused: one line naming the login path and the role.
+	cfg = f.config("secret", 2)
+	cfg.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "rejected"}
+	_, err = vault.New(context.Background(), cfg)
+	if want := `vault login at auth/kubernetes/login as role "app": Vault answered 400: permission denied`; err == nil || err.Error() != want {
+		t.Errorf("login error %q, want %q", err, want)
+	}
+}
+
+// Keys are relative to the mount: the KV v2 API path of a key is refused
+// without a request, with what to write; a key that starts with the mount is
+// read as written and, when that fails, the error says what to write.
+func TestKeysRelativeToTheMount(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"secret/data/app", "/secret/data/app", "secret/metadata/app"} {
+		before := len(f.reads)
+		_, err := p.GetSecret(context.Background(), fetch.Ref{Key: key})
+		if !errors.Is(err, fetch.ErrInvalid) || !strings.Contains(err.Error(), `write "app"`) {
+			t.Errorf("GetSecret(%q): err = %v, want ErrInvalid saying to write \"app\"", key, err)
+		}
+		if _, err := p.CurrentVersion(context.Background(), key); !errors.Is(err, fetch.ErrInvalid) {
+			t.Errorf("CurrentVersion(%q): err = %v, want ErrInvalid", key, err)
+		}
+		if len(f.reads) != before {
+			t.Errorf("%q: Vault was asked %v", key, f.reads[before:])
+		}
+	}
+	_, err = p.GetSecret(context.Background(), fetch.Ref{Key: "secret/app"})
+	if want := `reading secret/secret/app: not found; keys are relative to the store's mount "secret": if you meant the secret at secret/app, write "app"`; err == nil || err.Error() != want {
+		t.Errorf("GetSecret(secret/app): err = %q, want %q", err, want)
+	}
+	if !errors.Is(err, fetch.ErrNotFound) {
+		t.Errorf("GetSecret(secret/app): err = %v, want ErrNotFound", err)
 	}
 }
