@@ -10,6 +10,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -43,11 +44,15 @@ func agentFailure(ctx context.Context, t *testing.T, pod *corev1.Pod) string {
 	return out
 }
 
-// syncFailure waits for the ExternalSecret's Ready=False and checks that its
-// message, and the event the sync emitted, are one line.
-func syncFailure(ctx context.Context, t *testing.T, ns, name string) string {
+// syncFailure waits for the ExternalSecret's Ready=False with a message
+// that says about, and checks that the message, and the events the sync
+// emitted, are one line.
+func syncFailure(ctx context.Context, t *testing.T, ns, name, about string) string {
 	t.Helper()
-	es := waitForES(ctx, t, ns, name, "not Ready", readyIs(metav1.ConditionFalse, "SecretSyncedError"))
+	notReady := readyIs(metav1.ConditionFalse, "SecretSyncedError")
+	es := waitForES(ctx, t, ns, name, "not Ready saying "+about, func(es *v1alpha1.ExternalSecret) bool {
+		return notReady(es) && strings.Contains(meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady).Message, about)
+	})
 	msg := meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady).Message
 	if strings.ContainsAny(msg, "\n\r\t") {
 		t.Errorf("status message of %s is not one line: %q", name, msg)
@@ -109,7 +114,7 @@ func TestVaultDeniedIsOneLine(t *testing.T) {
 		t.Errorf("agent failure\n%q, want\n%q", line, full)
 	}
 
-	msg := syncFailure(ctx, t, ns, "db-creds")
+	msg := syncFailure(ctx, t, ns, "db-creds", "403")
 	if full := "could not sync: " + key + "SecretStore vault: " + reason; msg != full {
 		t.Errorf("status message\n%q, want\n%q", msg, full)
 	}
@@ -162,13 +167,19 @@ func TestVaultKeyWrittenAsAPIPath(t *testing.T) {
 	if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"}, Spec: late.Spec}); err != nil {
 		t.Fatal(err)
 	}
+	// Sync now rather than after the backoff of "store not found".
+	forced := &v1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-path"}}
+	if err := cluster.Client.Patch(ctx, forced, client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"keyhook.dev/force-sync":"`+time.Now().Format(time.RFC3339Nano)+`"}}}`))); err != nil {
+		t.Fatal(err)
+	}
 
 	apiKey, apiReason := `key "password" (remote key "`+apiPath+`"): `, `written as the KV v2 API path of "`+right+
 		`": keys are relative to the store's mount "secret", without "data/"; write "`+right+`"`
 	if line, want := agentFailure(ctx, t, injectedPod(ctx, t, ns, "api-path", "api-path")), "keyhook-agent: error: ExternalSecret api-path: "+apiKey+apiReason; line != want {
 		t.Errorf("agent failure\n%q, want\n%q", line, want)
 	}
-	if msg, want := syncFailure(ctx, t, ns, "api-path"), "could not sync: "+apiKey+"SecretStore late: "+apiReason; msg != want {
+	if msg, want := syncFailure(ctx, t, ns, "api-path", "API path"), "could not sync: "+apiKey+"SecretStore late: "+apiReason; msg != want {
 		t.Errorf("status message\n%q, want\n%q", msg, want)
 	}
 
@@ -177,7 +188,7 @@ func TestVaultKeyWrittenAsAPIPath(t *testing.T) {
 	if line, want := agentFailure(ctx, t, injectedPod(ctx, t, ns, "cli-path", "cli-path")), "keyhook-agent: error: ExternalSecret cli-path: "+cliKey+cliReason; line != want {
 		t.Errorf("agent failure\n%q, want\n%q", line, want)
 	}
-	if msg, want := syncFailure(ctx, t, ns, "cli-path"), "could not sync: "+cliKey+"SecretStore vault: "+cliReason; msg != want {
+	if msg, want := syncFailure(ctx, t, ns, "cli-path", "403"), "could not sync: "+cliKey+"SecretStore vault: "+cliReason; msg != want {
 		t.Errorf("status message\n%q, want\n%q", msg, want)
 	}
 
@@ -281,7 +292,7 @@ func TestSyncRetainAndDeletion(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"gone-default", "gone-retain"} {
-		msg := syncFailure(ctx, t, ns, name)
+		msg := syncFailure(ctx, t, ns, name, "not found")
 		wantAll(t, "status message of "+name, msg, `remote key "`+ns+"/"+name+`"`, "not found")
 		// Several refreshes (1s) later, still there and unchanged.
 		time.Sleep(3 * time.Second)
@@ -387,7 +398,7 @@ func TestClusterStoreNamespaceSelector(t *testing.T) {
 	denial := `ClusterSecretStore "` + store + `", whose spec.conditions do not admit namespace "` + nsOut + `"`
 
 	// The sync says so (the last good Secret is kept).
-	msg := syncFailure(ctx, t, nsOut, "db")
+	msg := syncFailure(ctx, t, nsOut, "db", "do not admit")
 	wantAll(t, "status message", msg, denial)
 
 	// A new ExternalSecret there is denied at admission.
