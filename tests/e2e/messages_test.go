@@ -10,7 +10,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -167,12 +166,7 @@ func TestVaultKeyWrittenAsAPIPath(t *testing.T) {
 	if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"}, Spec: late.Spec}); err != nil {
 		t.Fatal(err)
 	}
-	// Sync now rather than after the backoff of "store not found".
-	forced := &v1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-path"}}
-	if err := cluster.Client.Patch(ctx, forced, client.RawPatch(types.MergePatchType,
-		[]byte(`{"metadata":{"annotations":{"keyhook.dev/force-sync":"`+time.Now().Format(time.RFC3339Nano)+`"}}}`))); err != nil {
-		t.Fatal(err)
-	}
+	// (An update of api-path now, a force-sync say, is denied like a create.)
 
 	apiKey, apiReason := `key "password" (remote key "`+apiPath+`"): `, `written as the KV v2 API path of "`+right+
 		`": keys are relative to the store's mount "secret", without "data/"; write "`+right+`"`
