@@ -71,12 +71,15 @@ verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains 
 vet:
 	$(GO) vet ./...
 
-testenv: ## Build (once) and cache the control plane and Vault binaries.
+testenv: ## Build (once) and cache the control plane, the node's binaries and Vault; install the node's Debian packages when missing.
 	@hack/testenv.sh >/dev/null
 	@hack/vault.sh >/dev/null
+	@hack/node.sh >/dev/null
 
-test: verify testenv build ## Run every test: unit, package and end-to-end against the real control plane and Vault.
-	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \
+# tests/node runs pods on a real node (kubelet, containerd, runc, CNI) and
+# needs root; one run at a time per machine (a lock file in $TMPDIR).
+test: verify testenv build ## Run every test: unit, package, end-to-end against the real control plane and Vault, and on a real node.
+	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_CONTAINERD=$$(hack/node.sh) KEYHOOK_BIN=$(BIN) \
 	  $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # make bench: the benchmark suite of bench/suite (~5 minutes): one table,

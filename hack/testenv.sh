@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real control plane (etcd, kube-apiserver, kube-controller-manager,
-# kubectl) from the Go module proxy and caches the binaries outside the work
-# tree, keyed by version. Prints the directory that holds them.
+# kube-scheduler, kubectl) and the node's Kubernetes binaries (kubelet,
+# kube-proxy) from the Go module proxy and caches the binaries outside the work
+# tree, keyed by version. Prints the directory that holds them. The container
+# runtime of the node is built by hack/node.sh.
 #
 # A warm cache costs nothing; a cold build takes 12-20 minutes on 2 cores.
 set -euo pipefail
@@ -10,7 +12,7 @@ K8S_VERSION=${K8S_VERSION:-v1.37.1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KEYHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyhook}
 dir="$cache/testenv/$K8S_VERSION"
-bins=(etcd kube-apiserver kube-controller-manager kubectl)
+bins=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
 
 have_all() {
   for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done
@@ -29,6 +31,9 @@ if ! have_all; then
       [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
       [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
       [kubectl]=k8s.io/kubernetes/cmd/kubectl
+      [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+      [kubelet]=k8s.io/kubernetes/cmd/kubelet
+      [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
     )
     for b in "${bins[@]}"; do
       [ -x "$dir/$b" ] && continue

@@ -46,9 +46,29 @@ type Cluster struct {
 	KeyhookKubeconfig string
 }
 
+// ClusterOptions configure StartClusterWith.
+type ClusterOptions struct {
+	// Address is where the API server listens and what it advertises as the
+	// kubernetes Service's endpoint; default 127.0.0.1. A node's pods reach
+	// the API server only on an address of the node (see StartNode).
+	Address string
+	// APIServerCertDir, when set, holds the API server's certificates
+	// (apiserver.crt/.key, sa-signer.crt/.key) made beforehand, with CAPEM
+	// the CA that signed its serving certificate.
+	APIServerCertDir string
+	CAPEM            []byte
+	// APIServerArgs are extra (or overriding) kube-apiserver flags.
+	APIServerArgs map[string]string
+}
+
 // StartCluster starts the control plane with binaries from $KEYHOOK_TESTENV
 // (hack/testenv.sh prints it). dir receives kubeconfigs and logs.
 func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
+	return StartClusterWith(ctx, dir, ClusterOptions{})
+}
+
+// StartClusterWith is StartCluster with options.
+func StartClusterWith(ctx context.Context, dir string, opts ClusterOptions) (*Cluster, error) {
 	start := time.Now()
 	assets, err := mustEnv("KEYHOOK_TESTENV", "run the tests through make test, or export KEYHOOK_TESTENV=$(hack/testenv.sh)")
 	if err != nil {
@@ -70,12 +90,29 @@ func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	api := env.ControlPlane.GetAPIServer()
+	address := opts.Address
+	if address == "" {
+		address = "127.0.0.1"
+	}
 	api.Configure().
 		// envtest turns the ServiceAccount admission plugin off; pods in a real
 		// cluster go through it, so ours do too.
 		Disable("disable-admission-plugins").
-		Set("advertise-address", "127.0.0.1").
+		Set("advertise-address", address).
 		Set("endpoint-reconciler-type", "none")
+	if opts.Address != "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		api.SecureServing.ListenAddr.Address, api.SecureServing.ListenAddr.Port = opts.Address, itoa(port)
+	}
+	if opts.APIServerCertDir != "" {
+		api.CertDir, api.SecureServing.CA = opts.APIServerCertDir, opts.CAPEM
+	}
+	for k, v := range opts.APIServerArgs {
+		api.Configure().Set(k, v)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)

@@ -28,6 +28,7 @@ type Vault struct {
 	Client *vaultapi.Client
 	Proc   *Process
 	bin    string
+	host   string
 	port   int
 	log    string
 }
@@ -35,6 +36,12 @@ type Vault struct {
 // StartVault starts the Vault binary named by $KEYHOOK_VAULT (hack/vault.sh
 // prints it).
 func StartVault(ctx context.Context, dir string) (*Vault, error) {
+	return StartVaultAt(ctx, dir, "127.0.0.1")
+}
+
+// StartVaultAt starts Vault listening on host (an address of this machine),
+// e.g. the node's bridge address, which its pods can reach.
+func StartVaultAt(ctx context.Context, dir, host string) (*Vault, error) {
 	bin, err := mustEnv("KEYHOOK_VAULT", "run the tests through make test, or export KEYHOOK_VAULT=$(hack/vault.sh)")
 	if err != nil {
 		return nil, err
@@ -43,7 +50,7 @@ func StartVault(ctx context.Context, dir string) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Vault{bin: bin, port: port, RootToken: "keyhook-test-root", Addr: fmt.Sprintf("http://127.0.0.1:%d", port),
+	v := &Vault{bin: bin, host: host, port: port, RootToken: "keyhook-test-root", Addr: fmt.Sprintf("http://%s:%d", host, port),
 		log: filepath.Join(dir, "vault.log")}
 	if err := v.Start(ctx); err != nil {
 		return nil, err
@@ -57,7 +64,7 @@ func (v *Vault) Start(ctx context.Context) error {
 	env := append(os.Environ(), "HOME="+filepath.Dir(v.log), "VAULT_ADDR=", "VAULT_TOKEN=")
 	p, err := Start("vault", v.log, env, v.bin, "server", "-dev",
 		"-dev-root-token-id="+v.RootToken,
-		"-dev-listen-address=127.0.0.1:"+itoa(v.port),
+		"-dev-listen-address="+v.host+":"+itoa(v.port),
 		"-dev-no-store-token",
 		"-log-level=warn",
 	)
