@@ -24,6 +24,7 @@ import (
 const (
 	testAppImage = "keyhook.test/testapp:1"
 	agentImage   = "keyhook.test/init-agent:1"
+	webhookImage = "keyhook.test/webhook:1"
 )
 
 var (
@@ -98,7 +99,12 @@ func run(m *testing.M) (code int) {
 	if err = node.Start(ctx, cluster, images...); err != nil {
 		return fail("node start", err)
 	}
-	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s\n", framework.NodeName, time.Since(start).Round(time.Millisecond))
+	nodeReady := time.Since(start)
+	if err = installKeyhook(ctx, webhookImage, agentImage); err != nil {
+		return fail("installing keyhook", err)
+	}
+	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed from manifests/self-managed and ready in %s\n",
+		framework.NodeName, nodeReady.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
 	code = m.Run()
 	return code
 }
@@ -118,7 +124,7 @@ func buildImages(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, agent, err := framework.Binaries(bin)
+	webhook, agent, err := framework.Binaries(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +132,7 @@ func buildImages(dir string) ([]string, error) {
 		{Ref: framework.SandboxImage, Files: map[string]string{"/pause": pause}, Entrypoint: []string{"/pause"}, User: "65535"},
 		{Ref: testAppImage, Files: map[string]string{"/testapp": app}, Entrypoint: []string{"/testapp"}, User: "1000"},
 		{Ref: agentImage, Files: map[string]string{"/keyhook-init-agent": agent}, Entrypoint: []string{"/keyhook-init-agent"}, User: "65532"},
+		{Ref: webhookImage, Files: map[string]string{"/keyhook-webhook": webhook}, Entrypoint: []string{"/keyhook-webhook"}, User: "65532"},
 	}
 	var out []string
 	for i, img := range imgs {
