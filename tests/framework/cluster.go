@@ -59,6 +59,9 @@ type ClusterOptions struct {
 	CAPEM            []byte
 	// APIServerArgs are extra (or overriding) kube-apiserver flags.
 	APIServerArgs map[string]string
+	// EtcdDataDir, when set, is etcd's data directory (default: a new
+	// temporary one).
+	EtcdDataDir string
 }
 
 // StartCluster starts the control plane with binaries from $KEYHOOK_TESTENV
@@ -106,6 +109,12 @@ func StartClusterWith(ctx context.Context, dir string, opts ClusterOptions) (*Cl
 			return nil, err
 		}
 		api.SecureServing.ListenAddr.Address, api.SecureServing.ListenAddr.Port = opts.Address, itoa(port)
+	}
+	if opts.EtcdDataDir != "" {
+		if err := os.MkdirAll(opts.EtcdDataDir, 0o700); err != nil {
+			return nil, err
+		}
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: opts.EtcdDataDir}
 	}
 	if opts.APIServerCertDir != "" {
 		api.CertDir, api.SecureServing.CA = opts.APIServerCertDir, opts.CAPEM

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -66,6 +68,7 @@ type Node struct {
 	KubeProxy   *Process
 	Scheduler   *Process
 	cleanedUp   bool
+	reaper      *os.File // write end of the reaper's pipe
 }
 
 // PrepareNode takes the machine-wide node lock (waiting while another run
@@ -112,6 +115,10 @@ func PrepareNode(ctx context.Context) (*Node, error) {
 	}
 	cleanupHost()
 	if n.Dir, err = os.MkdirTemp(base, "run-"); err != nil {
+		n.Cleanup()
+		return nil, err
+	}
+	if err := n.startReaper(); err != nil {
 		n.Cleanup()
 		return nil, err
 	}
@@ -198,6 +205,7 @@ func (n *Node) prepare() error {
 func (n *Node) ClusterOptions() ClusterOptions {
 	return ClusterOptions{
 		Address:          NodeIP,
+		EtcdDataDir:      filepath.Join(n.Dir, "etcd"),
 		APIServerCertDir: n.certDir,
 		CAPEM:            n.pki.CertPEM,
 		APIServerArgs: map[string]string{
@@ -525,6 +533,70 @@ func (n *Node) Cleanup() {
 	if n.lock != nil {
 		n.lock.Close() // releases the flock
 	}
+	if n.reaper != nil {
+		n.reaper.Close() // the reaper finds nothing left and exits
+	}
+}
+
+// reaperEnv names the state directory a reaper process cleans up.
+const reaperEnv = "KEYHOOK_NODE_REAPER"
+
+// startReaper starts this test binary again as a reaper: a process of its
+// own session that waits until this one ends — by any means: a panicking
+// test, go test's -timeout, SIGKILL — and then cleans up what it left
+// (containers, mounts, cgroups, the bridge, the node's and the API server's
+// processes). TestMain calls RunReaper first thing.
+func (n *Node) startReaper() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), reaperEnv+"="+n.Dir)
+	cmd.ExtraFiles = []*os.File{r} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("node: starting the reaper: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	n.reaper = w
+	return nil
+}
+
+// RunReaper reports whether this process was started as a node reaper; if
+// so it waits for its parent to end, cleans up after it and returns true:
+// the caller then exits.
+func RunReaper() bool {
+	dir := os.Getenv(reaperEnv)
+	if dir == "" {
+		return false
+	}
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	pipe := os.NewFile(3, "reaper")
+	_, _ = io.Copy(io.Discard, pipe) // EOF: the parent has ended
+	if _, err := os.Stat(dir); err != nil {
+		return true // cleaned up normally
+	}
+	lock, err := os.OpenFile(NodeBase()+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return true
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return true
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return true // the next run cleaned up first
+	}
+	cleanupState(dir)
+	cleanupHost()
+	return true
 }
 
 // cleanupState removes one run's state directory and everything under it:

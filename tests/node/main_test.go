@@ -34,6 +34,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if framework.RunReaper() {
+		return
+	}
 	os.Exit(run(m))
 }
 
@@ -152,13 +155,20 @@ func keepLogs(dir string) {
 	if err != nil {
 		return
 	}
-	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	pods, _ := filepath.Glob(filepath.Join(dir, "pod-logs", "*", "*", "*.log"))
-	for _, f := range append(logs, pods...) {
-		if b, err := os.ReadFile(f); err == nil {
-			rel, _ := filepath.Rel(dir, f)
-			_ = os.WriteFile(filepath.Join(keep, filepath.Base(filepath.Dir(filepath.Dir(rel)))+"_"+filepath.Base(filepath.Dir(rel))+"_"+filepath.Base(rel)), b, 0o600)
+	copyTo := func(src, name string) {
+		if b, err := os.ReadFile(src); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, name), b, 0o600)
 		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range logs {
+		copyTo(f, filepath.Base(f))
+	}
+	// <podLogsDir>/<namespace>_<pod>_<uid>/<container>/<n>.log
+	pods, _ := filepath.Glob(filepath.Join(dir, "pod-logs", "*", "*", "*.log"))
+	for _, f := range pods {
+		container := filepath.Dir(f)
+		copyTo(f, "pod_"+filepath.Base(filepath.Dir(container))+"_"+filepath.Base(container)+"_"+filepath.Base(f))
 	}
 	fmt.Fprintf(os.Stderr, "node: logs kept in %s\n", keep)
 }
