@@ -12,19 +12,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/keyhook/keyhook/pkg/imagebuild"
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// Images imported into the node; pods use them with imagePullPolicy Never.
+// Images imported into the node, built as make images builds them and named
+// <imageRepo>/<name>:<imageTag>; pods use them with imagePullPolicy Never.
 const (
-	testAppImage = "keyhook.test/testapp:1"
-	agentImage   = "keyhook.test/init-agent:1"
-	webhookImage = "keyhook.test/webhook:1"
+	imageRepo    = "keyhook.test"
+	imageTag     = "node"
+	testAppImage = imageRepo + "/testapp:" + imageTag
+	agentImage   = imageRepo + "/init-agent:" + imageTag
+	webhookImage = imageRepo + "/webhook:" + imageTag
 )
 
 var (
@@ -95,7 +102,7 @@ func run(m *testing.M) (code int) {
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}
-	images, err := buildImages(node.Dir)
+	images, err := buildImages(ctx, node.Dir)
 	if err != nil {
 		return fail("images", err)
 	}
@@ -112,9 +119,10 @@ func run(m *testing.M) (code int) {
 	return code
 }
 
-// buildImages builds the images the tests run as docker-archive tarballs:
-// the sandbox (pause) image, the test app, and keyhook's init-agent.
-func buildImages(dir string) ([]string, error) {
+// buildImages builds the images the tests run, as docker-archive tarballs:
+// keyhook's webhook and init-agent and the test app as make images builds
+// them (pkg/imagebuild), and the sandbox (pause) image.
+func buildImages(ctx context.Context, dir string) ([]string, error) {
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err
@@ -123,29 +131,37 @@ func buildImages(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := framework.BuildStatic(bin, "./tests/node/testapp")
-	if err != nil {
+	pauseTar := filepath.Join(dir, "pause.tar")
+	img := framework.Image{Ref: framework.SandboxImage, Files: map[string]string{"/pause": pause}, Entrypoint: []string{"/pause"}, User: "65535"}
+	if err := img.WriteTarball(pauseTar); err != nil {
 		return nil, err
 	}
-	webhook, agent, err := framework.Binaries(bin)
-	if err != nil {
-		return nil, err
-	}
-	imgs := []framework.Image{
-		{Ref: framework.SandboxImage, Files: map[string]string{"/pause": pause}, Entrypoint: []string{"/pause"}, User: "65535"},
-		{Ref: testAppImage, Files: map[string]string{"/testapp": app}, Entrypoint: []string{"/testapp"}, User: "1000"},
-		{Ref: agentImage, Files: map[string]string{"/keyhook-init-agent": agent}, Entrypoint: []string{"/keyhook-init-agent"}, User: "65532"},
-		{Ref: webhookImage, Files: map[string]string{"/keyhook-webhook": webhook}, Entrypoint: []string{"/keyhook-webhook"}, User: "65532"},
-	}
-	var out []string
-	for i, img := range imgs {
-		f := filepath.Join(dir, fmt.Sprintf("image-%d.tar", i))
-		if err := img.WriteTarball(f); err != nil {
-			return nil, err
+	var want []imagebuild.Image
+	for _, im := range imagebuild.Images {
+		switch im.Name {
+		case "webhook", "init-agent", "testapp":
+			want = append(want, im)
 		}
-		out = append(out, f)
 	}
-	return out, nil
+	out := filepath.Join(dir, "images")
+	res, err := imagebuild.Build(ctx, imagebuild.Options{
+		Root: framework.RepoRoot(), Out: out, Images: want,
+		Platforms: []v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}},
+		Repo:      imageRepo, Tag: imageTag,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tars := []string{pauseTar}
+	for _, im := range res.Images {
+		for _, p := range im.Platforms {
+			tars = append(tars, filepath.Join(out, p.Archive))
+		}
+	}
+	if len(tars) != 1+len(want) {
+		return nil, fmt.Errorf("make images' build gave %d archives for %d images", len(tars)-1, len(want))
+	}
+	return tars, nil
 }
 
 // keepLogs copies the run's logs out of the state directory, which Cleanup

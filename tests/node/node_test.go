@@ -152,8 +152,8 @@ func TestPlainPodRunsWithLogs(t *testing.T) {
 		t.Errorf("pod scheduled to %q, want %s", pod.Spec.NodeName, framework.NodeName)
 	}
 	lines := appReport(ctx, t, ns, "app")
-	if lines[0].Kind != "self" || lines[0].UID != 1000 {
-		t.Errorf("app's first line %+v, want it to run as the image's user 1000", lines[0])
+	if lines[0].Kind != "self" || lines[0].UID != 65532 {
+		t.Errorf("app's first line %+v, want it to run as the image's user nonroot (65532)", lines[0])
 	}
 	var write *appLine
 	for i := range lines {
@@ -161,9 +161,9 @@ func TestPlainPodRunsWithLogs(t *testing.T) {
 			write = &lines[i]
 		}
 	}
-	// /etc of the container is the kubelet's (hosts, resolv.conf) and root's:
-	// a non-root app cannot write there, and the report says so.
+	// /etc of the image is root's: a non-root app cannot write there, and
+	// the report says so.
 	if write == nil || write.Error == "" {
-		t.Errorf("the app reported %+v for writing /etc as uid 1000, want a permission error", write)
+		t.Errorf("the app reported %+v for writing /etc as nonroot, want a permission error", write)
 	}
 }
