@@ -87,16 +87,23 @@ func useImages(deploy map[string]any, webhookImage, agentImage string) error {
 	c["image"] = webhookImage
 	c["imagePullPolicy"] = "Never"
 	args, _ := c["args"].([]any)
-	found := false
+	found, policy := false, false
 	for i, a := range args {
-		if s, _ := a.(string); strings.HasPrefix(s, "--agent-image=") {
+		s, _ := a.(string)
+		switch {
+		case strings.HasPrefix(s, "--agent-image="):
 			args[i], found = "--agent-image="+agentImage, true
+		case strings.HasPrefix(s, "--agent-image-pull-policy="):
+			args[i], policy = "--agent-image-pull-policy=Never", true
 		}
 	}
 	if !found {
 		return fmt.Errorf("keyhook's Deployment has no --agent-image argument: %v", args)
 	}
-	c["args"] = append(args, "--agent-image-pull-policy=Never")
+	if !policy {
+		args = append(args, "--agent-image-pull-policy=Never")
+	}
+	c["args"] = args
 	return nil
 }
 
