@@ -40,9 +40,10 @@ const (
 	// SandboxImage is the pause image, imported locally, never pulled.
 	SandboxImage = "keyhook.test/pause:1"
 
-	nodeBridge = "khnode0"
-	runcBin    = "/usr/sbin/runc"
-	cniBinDir  = "/usr/lib/cni"
+	nodeBridge    = "khnode0"
+	ipForwardFile = "/proc/sys/net/ipv4/ip_forward"
+	runcBin       = "/usr/sbin/runc"
+	cniBinDir     = "/usr/lib/cni"
 )
 
 // NodeBase is the parent of every node test run's state directory; its
@@ -68,6 +69,7 @@ type Node struct {
 	KubeProxy   *Process
 	Scheduler   *Process
 	cleanedUp   bool
+	ipForward   []byte   // net.ipv4.ip_forward before the run, restored after it
 	reaper      *os.File // write end of the reaper's pipe
 }
 
@@ -147,6 +149,7 @@ func flockContext(ctx context.Context, f *os.File) error {
 }
 
 func (n *Node) prepare() error {
+	n.ipForward, _ = os.ReadFile(ipForwardFile)
 	// The bridge exists before the API server, the kubelet and Vault bind
 	// NodeIP; the CNI bridge plugin adopts it.
 	for _, args := range [][]string{
@@ -288,15 +291,16 @@ func (n *Node) startContainerd(ctx context.Context) error {
 		return err
 	}
 	// bridge + host-local on the pod subnet only: the one route pods get is
-	// to the Service range, through the node; no default route, no masquerade.
+	// to the Service range, through the node; no default route, no
+	// masquerade. isGateway stays false: the bridge already has the node's
+	// address, and the plugin would turn on the host's IP forwarding.
 	conflist := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "keyhook-node",
   "plugins": [{
     "type": "bridge",
     "bridge": %q,
-    "isGateway": true,
-    "isDefaultGateway": false,
+    "isGateway": false,
     "ipMasq": false,
     "hairpinMode": true,
     "ipam": {
@@ -530,6 +534,11 @@ func (n *Node) Cleanup() {
 		cleanupState(n.Dir)
 	}
 	cleanupHost()
+	if n.ipForward != nil {
+		if now, _ := os.ReadFile(ipForwardFile); string(now) != string(n.ipForward) {
+			_ = os.WriteFile(ipForwardFile, n.ipForward, 0o644)
+		}
+	}
 	if n.lock != nil {
 		n.lock.Close() // releases the flock
 	}
