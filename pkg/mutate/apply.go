@@ -406,7 +406,10 @@ func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
 // <mount path>/<ExternalSecret>, the Secret keyhook materialises for each
 // ExternalSecret. The volumes are not optional: the kubelet holds the pod in
 // ContainerCreating until the Secret exists, so no container starts without
-// its secrets.
+// its secrets. The kubelet writes a Secret volume's files as root (group
+// fsGroup when the pod sets one): mode 0440 with fsGroup, else 0444, because
+// with 0400 an app running as any other user could not read them (found on
+// the real node, tests/node); the volume is the pod's alone and read-only.
 func applySecretMode(pod *corev1.Pod, req *Request, sources []*resolve.Source) error {
 	var mounts []corev1.VolumeMount
 	for _, src := range sources {
@@ -421,7 +424,7 @@ func applySecretMode(pod *corev1.Pod, req *Request, sources []*resolve.Source) e
 			Name: vol,
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 				SecretName:  target,
-				DefaultMode: ptr.To[int32](0o400),
+				DefaultMode: ptr.To[int32](0o444),
 				Optional:    ptr.To(false),
 			}},
 		})

@@ -32,8 +32,8 @@ func TestApplySecretMode(t *testing.T) {
 	want.Annotations["keyhook.dev/status"] = "injected"
 	dbVol, apiVol := SecretModeVolumeName("db"), SecretModeVolumeName("api")
 	want.Spec.Volumes = []corev1.Volume{
-		{Name: dbVol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db", DefaultMode: ptr.To[int32](0o400), Optional: ptr.To(false)}}},
-		{Name: apiVol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "api-credentials", DefaultMode: ptr.To[int32](0o400), Optional: ptr.To(false)}}},
+		{Name: dbVol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db", DefaultMode: ptr.To[int32](0o444), Optional: ptr.To(false)}}},
+		{Name: apiVol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "api-credentials", DefaultMode: ptr.To[int32](0o444), Optional: ptr.To(false)}}},
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: dbVol, MountPath: "/etc/secrets/db", ReadOnly: true},

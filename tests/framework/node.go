@@ -379,12 +379,15 @@ state = %q
 	return nil
 }
 
-// Ctr runs ctr against this node's containerd, in the k8s.io namespace.
+// Ctr runs ctr against this node's containerd, in the k8s.io namespace, and
+// returns its standard output (warnings go to its standard error).
 func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(n.containerd, "ctr"), append([]string{"--address", n.sock, "--namespace", "k8s.io"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out), nil
 }
