@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,14 +35,25 @@ func testContext(t *testing.T) context.Context {
 
 // secretValue returns a value that cannot appear anywhere by chance, so that
 // finding it in a log or an object proves a leak.
+// Every value is remembered: after the tests, TestMain fails the run if any
+// of them is in a log of the node (pods, kubelet, containerd, keyhook).
 func secretValue(t *testing.T, what string) string {
 	t.Helper()
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	return what + "-" + hex.EncodeToString(b)
+	v := what + "-" + hex.EncodeToString(b)
+	valuesMu.Lock()
+	values = append(values, v)
+	valuesMu.Unlock()
+	return v
 }
+
+var (
+	valuesMu sync.Mutex
+	values   []string
+)
 
 func sha(v string) string {
 	s := sha256.Sum256([]byte(v))

@@ -7,12 +7,15 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -116,7 +119,37 @@ func run(m *testing.M) (code int) {
 	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed from manifests/self-managed and ready in %s\n",
 		framework.NodeName, nodeReady.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
 	code = m.Run()
+	if leaks := leakedValues(node.Dir); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "node: secret values written by the tests appear in these logs: %v\n", leaks)
+		code = 1
+	}
 	return code
+}
+
+// leakedValues lists the logs of the run — every container's, the
+// kubelet's, containerd's, kube-proxy's, the control plane's — that hold a
+// value the tests put into Vault.
+func leakedValues(dir string) []string {
+	valuesMu.Lock()
+	defer valuesMu.Unlock()
+	var leaks []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".log") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for _, v := range values {
+			if bytes.Contains(b, []byte(v)) {
+				leaks = append(leaks, p)
+				break
+			}
+		}
+		return nil
+	})
+	return leaks
 }
 
 // buildImages builds the images the tests run, as docker-archive tarballs:

@@ -152,6 +152,11 @@ func TestPlainPodRunsWithLogs(t *testing.T) {
 		t.Errorf("pod scheduled to %q, want %s", pod.Spec.NodeName, framework.NodeName)
 	}
 	lines := appReport(ctx, t, ns, "app")
+	// kubectl itself, as a user reads logs.
+	out, err := kubectl(ctx, nil, "-n", ns, "logs", "app")
+	if err != nil || !strings.Contains(out, `{"kind":"done"`) {
+		t.Errorf("kubectl logs: %v\n%s", err, out)
+	}
 	if lines[0].Kind != "self" || lines[0].UID != 65532 {
 		t.Errorf("app's first line %+v, want it to run as the image's user nonroot (65532)", lines[0])
 	}
