@@ -326,7 +326,12 @@ func TestMissingVaultKeyShowsInitError(t *testing.T) {
 	if err := cluster.Client.Create(ctx, externalSecret(ns, "gone", data("value", ns+"/absent", "value"), data("present", ns+"/present", "value"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.Client.Create(ctx, appDeployment(ns, "web", map[string]string{"keyhook.dev/inject": "gone"})); err != nil {
+	// A bare pod that is not restarted: kubectl shows Init:Error for good
+	// (a Deployment's pod goes on to Init:CrashLoopBackOff).
+	tmpl := appDeployment(ns, "web", map[string]string{"keyhook.dev/inject": "gone"}).Spec.Template
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Annotations: tmpl.Annotations}, Spec: tmpl.Spec}
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	if err := cluster.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	var term *corev1.ContainerStateTerminated
@@ -334,29 +339,27 @@ func TestMissingVaultKeyShowsInitError(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	err := framework.WaitFor(wctx, 250*time.Millisecond, func() (bool, error) {
-		for _, p := range podsOf(wctx, t, ns, "web") {
-			state = podState(&p)
-			if p.Status.Phase == corev1.PodRunning {
-				t.Fatalf("pod %s runs without its secret", p.Name)
-			}
-			for _, s := range p.Status.InitContainerStatuses {
-				if s.Name != "keyhook-agent" {
-					continue
-				}
-				// Init:Error, or after a restart Init:CrashLoopBackOff with
-				// the error as the last state.
-				for _, tt := range []*corev1.ContainerStateTerminated{s.State.Terminated, s.LastTerminationState.Terminated} {
-					if tt != nil && tt.Reason == "Error" {
-						term = tt
-						return true, nil
-					}
-				}
+		if err := cluster.Client.Get(wctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err
+		}
+		state = podState(pod)
+		if pod.Status.Phase == corev1.PodRunning {
+			t.Fatalf("pod %s runs without its secret", pod.Name)
+		}
+		for _, s := range pod.Status.InitContainerStatuses {
+			if s.Name == "keyhook-agent" && s.State.Terminated != nil && s.State.Terminated.Reason == "Error" {
+				term = s.State.Terminated
+				return true, nil
 			}
 		}
 		return false, nil
 	})
 	if err != nil {
 		t.Fatalf("the agent did not fail: %v (last: %s)", err, state)
+	}
+	out, err := kubectl(ctx, nil, "-n", ns, "get", "pod", pod.Name, "--no-headers")
+	if err != nil || !strings.Contains(out, "Init:Error") {
+		t.Errorf("kubectl get pod shows %q (%v), want Init:Error", out, err)
 	}
 	msg := strings.TrimSpace(term.Message)
 	if strings.Count(msg, "\n") != 0 {
