@@ -7,24 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
-	"github.com/keyhook/keyhook/pkg/annotations"
-	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/injection"
 	"github.com/keyhook/keyhook/pkg/mutate"
-	"github.com/keyhook/keyhook/pkg/policy"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
@@ -65,28 +59,6 @@ var _ admission.Handler = (*PodInjector)(nil)
 
 // +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies,verbs=get;list;watch
 
-// policyDecision merges the ClusterInjectionPolicies that select pod, from
-// the informer cache. A policy with a selector that does not parse is
-// skipped (the validating webhook keeps such policies out).
-func (h *PodInjector) policyDecision(ctx context.Context, ns string, pod *corev1.Pod) (*policy.Decision, error) {
-	list := &v1alpha1.ClusterInjectionPolicyList{}
-	if err := h.Resolver.Reader.List(ctx, list); err != nil {
-		return nil, err
-	}
-	if len(list.Items) == 0 {
-		return nil, nil
-	}
-	namespace := &corev1.Namespace{}
-	if err := h.Resolver.Reader.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
-		return nil, fmt.Errorf("getting Namespace %s: %w", ns, err)
-	}
-	d, errs := policy.For(list.Items, namespace, pod.Labels)
-	for _, err := range errs {
-		log.FromContext(ctx).Error(err, "skipping ClusterInjectionPolicy")
-	}
-	return d, nil
-}
-
 // Handle implements admission.Handler.
 func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	resp, result := h.handle(ctx, req)
@@ -116,53 +88,25 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 	if ns == "" {
 		ns = pod.Namespace
 	}
-	want, err := mutate.Parse(ns, pod.Annotations)
-	if err != nil {
-		logger.Info("denied", "reason", err.Error())
-		return admission.Denied(err.Error()), ResultDenied
-	}
-	decision, err := h.policyDecision(ctx, ns, pod)
+	// The ClusterInjectionPolicies and the namespace, from the informer
+	// cache; pkg/injection decides, as it does for rollouts.
+	in, err := injection.Read(ctx, h.Resolver.Reader, ns)
 	if err != nil {
 		logger.Error(err, "reading ClusterInjectionPolicies")
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
-	optedOut := strings.TrimSpace(pod.Annotations[annotations.Inject]) == annotations.OptOut
-	if optedOut && decision.Enforced() {
-		msg := fmt.Sprintf("pod opts out of injection (%s: %q), but ClusterInjectionPolicy %s enforces injection for it in namespace %q; remove the annotation, or ask the platform team to exclude the pod with the policy's spec.podSelector",
-			annotations.Inject, annotations.OptOut, decision.EnforcingNames(), ns)
-		logger.Info("denied", "reason", msg)
-		return admission.Denied(msg), ResultDenied
+	plan, skipped, err := injection.For(ns, in, pod.Annotations, pod.Labels)
+	for _, err := range skipped {
+		logger.Error(err, "skipping ClusterInjectionPolicy")
 	}
-	if optedOut || (want == nil && (decision == nil || len(decision.Inject) == 0)) {
+	if err != nil {
+		logger.Info("denied", "reason", err.Error())
+		return admission.Denied(err.Error()), ResultDenied
+	}
+	if plan.OptedOut || plan.Request == nil {
 		return admission.Allowed("no injection requested"), ResultSkipped
 	}
-	explicit := map[string]bool{}
-	if want != nil {
-		for _, n := range want.Names {
-			explicit[n] = true
-		}
-	}
-	if decision != nil && len(decision.Inject) > 0 {
-		// The policy's names first, then the pod's own, as one request,
-		// validated as if the pod had listed them all.
-		merged := maps.Clone(pod.Annotations)
-		if merged == nil {
-			merged = map[string]string{}
-		}
-		names := slices.Clone(decision.Inject)
-		if want != nil {
-			names = append(names, want.Names...)
-		}
-		merged[annotations.Inject] = strings.Join(names, ",")
-		if want, err = mutate.Parse(ns, merged); err != nil {
-			msg := fmt.Sprintf("ClusterInjectionPolicy %s: %v", strings.Join(decision.Policies, ", "), err)
-			logger.Info("denied", "reason", msg)
-			return admission.Denied(msg), ResultDenied
-		}
-	}
-	if want.Mode == "" && decision != nil {
-		want.Mode = decision.Mode
-	}
+	want, decision, explicit := plan.Request, plan.Decision, plan.Explicit
 	var warnings []string
 	sources := make([]*resolve.Source, 0, len(want.Names))
 	names := make([]string, 0, len(want.Names))
