@@ -142,10 +142,13 @@ func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	for _, kind := range rollout.Kinds {
-		if err := (&rollout.Reconciler{Client: mgr.GetClient(), Kind: kind, Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{}, Debounce: 10 * time.Second}).SetupWithManager(mgr); err != nil {
-			return nil, err
-		}
+	// cmd/webhook's defaults.
+	if err := rollout.Setup(mgr, restCfg, rollout.Config{
+		Timing:          rollout.Timing{Quiet: 2 * time.Second, Debounce: 10 * time.Second},
+		ProgressTimeout: 5 * time.Minute,
+		Strategy:        "annotations",
+	}); err != nil {
+		return nil, err
 	}
 
 	return mgr, nil

@@ -72,6 +72,9 @@ type Config struct {
 	EnableWebhook        bool
 	EnableSync           bool
 	RolloutDebounce      time.Duration
+	RolloutQuiet         time.Duration
+	RolloutProgressWait  time.Duration
+	RolloutStrategy      string
 	ProviderCacheTTL     time.Duration
 	ProviderSessionTTL   time.Duration
 	SyncWorkers          int
@@ -114,7 +117,10 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.DurationVar(&c.AgentDeadline, "agent-deadline", 2*time.Minute, "how long the init-agent retries before it fails the pod")
 	fs.BoolVar(&c.EnableWebhook, "enable-webhook", true, "serve the pod-injection admission webhook")
 	fs.BoolVar(&c.EnableSync, "enable-sync", true, "run the ExternalSecret → Secret sync and the workload rollouts (leader-elected when --leader-elect)")
-	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: changes within this window roll a workload once, and a workload rolls at most once per window")
+	fs.DurationVar(&c.RolloutDebounce, "rollout-debounce", 10*time.Second, "storm guard: a workload rolls at most this long after the first change of a burst, once, with everything that changed meanwhile")
+	fs.DurationVar(&c.RolloutQuiet, "rollout-quiet-period", 2*time.Second, "a workload rolls once what it uses has not changed for this long (or at --rollout-debounce)")
+	fs.DurationVar(&c.RolloutProgressWait, "rollout-progress-timeout", 5*time.Minute, "a rollout due while keyhook's previous rollout of the workload is still progressing waits for it, at most this long after the previous one started; 0 never waits")
+	fs.StringVar(&c.RolloutStrategy, "rollout-strategy", annotations.StrategyAnnotations, "how a workload is rolled unless its keyhook.dev/rollout-strategy says otherwise: annotations (the pod template's keyhook.dev/secret-hash) or env-vars (the first container's KEYHOOK_SECRET_HASH)")
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 5*time.Minute, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read; never older than an ExternalSecret's own refreshInterval, and a forced sync reads afresh")
 	fs.IntVar(&c.SyncWorkers, "sync-workers", 4, "ExternalSecrets synced at once (each waits mostly on its provider)")
 	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
@@ -177,8 +183,11 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	if c.ProviderSessionTTL < 0 {
 		errs = append(errs, fmt.Errorf("--provider-session-ttl %s must not be negative", c.ProviderSessionTTL))
 	}
-	if c.RolloutDebounce < 0 {
-		errs = append(errs, fmt.Errorf("--rollout-debounce %s must not be negative", c.RolloutDebounce))
+	if c.RolloutDebounce < 0 || c.RolloutQuiet < 0 || c.RolloutProgressWait < 0 {
+		errs = append(errs, fmt.Errorf("--rollout-debounce %s, --rollout-quiet-period %s and --rollout-progress-timeout %s must not be negative", c.RolloutDebounce, c.RolloutQuiet, c.RolloutProgressWait))
+	}
+	if c.RolloutStrategy != annotations.StrategyAnnotations && c.RolloutStrategy != annotations.StrategyEnvVars {
+		errs = append(errs, fmt.Errorf("--rollout-strategy %q is not %s or %s", c.RolloutStrategy, annotations.StrategyAnnotations, annotations.StrategyEnvVars))
 	}
 	if c.WebhookPort <= 0 || c.WebhookPort > 65535 {
 		errs = append(errs, fmt.Errorf("--webhook-port %d is not a port", c.WebhookPort))
@@ -325,16 +334,12 @@ func run(args []string) error {
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the sync: %w", err)
 		}
-		for _, kind := range rollout.Kinds {
-			if err := (&rollout.Reconciler{
-				Client:   mgr.GetClient(),
-				Kind:     kind,
-				Recorder: mgr.GetEventRecorder("keyhook"),
-				Clock:    clock.RealClock{},
-				Debounce: cfg.RolloutDebounce,
-			}).SetupWithManager(mgr); err != nil {
-				return fmt.Errorf("setting up rollouts of %s: %w", kind.Name, err)
-			}
+		if err := rollout.Setup(mgr, restCfg, rollout.Config{
+			Timing:          rollout.Timing{Quiet: cfg.RolloutQuiet, Debounce: cfg.RolloutDebounce},
+			ProgressTimeout: cfg.RolloutProgressWait,
+			Strategy:        cfg.RolloutStrategy,
+		}); err != nil {
+			return fmt.Errorf("setting up rollouts: %w", err)
 		}
 	}
 

@@ -95,13 +95,14 @@ const (
 	DataHash = prefix + "data-hash"
 )
 
-// Keys users set on workloads (Deployments, StatefulSets, DaemonSets) to have
+// Keys users set on workloads (Deployments, StatefulSets, DaemonSets,
+// CronJobs, Argo Rollouts) to have
 // keyhook roll them when their secrets change.
 const (
 	// Rollout opts a workload in to rollouts: "auto" rolls it when any
-	// keyhook-managed Secret its pods reference, or any ExternalSecret they
-	// inject, changes; a comma-separated list of ExternalSecret names limits
-	// that to those. No default: without it (or a Reloader key) nothing rolls.
+	// Secret or ConfigMap its pods reference, or any ExternalSecret they get
+	// injected (by annotation or ClusterInjectionPolicy), changes; a
+	// comma-separated list of ExternalSecret names limits that to those. No default: without it (or a Reloader key) nothing rolls.
 	//
 	//	keyhook.dev/rollout: "auto"
 	//	keyhook.dev/rollout: "db-creds,api-key"
@@ -117,18 +118,63 @@ const (
 	RolloutAuto = "auto"
 )
 
-// Stakater Reloader's keys, honoured unchanged so that its users switch
-// without editing manifests. keyhook follows the keyhook-managed Secrets they
-// designate.
+// Stakater Reloader's keys, honoured with Reloader's meaning so that its
+// users switch without editing manifests. On a workload, or on its pod
+// template when the workload has none of them for that kind (Secret or
+// ConfigMap).
 const (
-	// ReloaderAuto: "true" rolls on any referenced Secret (and, in Reloader,
-	// ConfigMap).
+	// ReloaderAuto: "true" rolls on any Secret or ConfigMap the pod
+	// template references.
 	ReloaderAuto = "reloader.stakater.com/auto"
 	// ReloaderSecretAuto: "true" rolls on any referenced Secret.
 	ReloaderSecretAuto = "secret.reloader.stakater.com/auto"
-	// ReloaderSecretReload: comma-separated Secret names to roll on.
+	// ReloaderConfigMapAuto: "true" rolls on any referenced ConfigMap.
+	ReloaderConfigMapAuto = "configmap.reloader.stakater.com/auto"
+	// ReloaderSecretReload: comma-separated Secret names (each an anchored
+	// regular expression) to roll on, referenced or not.
 	ReloaderSecretReload = "secret.reloader.stakater.com/reload"
+	// ReloaderConfigMapReload: the same for ConfigMaps.
+	ReloaderConfigMapReload = "configmap.reloader.stakater.com/reload"
+	// ReloaderSecretExclude, on the workload: Secret names that never roll it.
+	ReloaderSecretExclude = "secrets.exclude.reloader.stakater.com/reload"
+	// ReloaderConfigMapExclude, on the workload: ConfigMap names that never roll it.
+	ReloaderConfigMapExclude = "configmaps.exclude.reloader.stakater.com/reload"
+	// ReloaderSearch: "true" rolls on the referenced Secrets and ConfigMaps
+	// annotated ReloaderMatch "true".
+	ReloaderSearch = "reloader.stakater.com/search"
+	// ReloaderMatch, on a Secret or ConfigMap: "true" lets ReloaderSearch find it.
+	ReloaderMatch = "reloader.stakater.com/match"
+	// ReloaderIgnore, on a Secret or ConfigMap: "true" never rolls anything.
+	ReloaderIgnore = "reloader.stakater.com/ignore"
+	// ReloaderPausePeriod, on a Deployment: after a rollout, keep it paused
+	// (spec.paused) for this long (a Go duration, e.g. "5m"), so that
+	// further changes roll with it once it resumes.
+	ReloaderPausePeriod = "deployment.reloader.stakater.com/pause-period"
+	// ReloaderPausedAt, on a Deployment, written by keyhook (and Reloader):
+	// when it paused it (RFC 3339).
+	ReloaderPausedAt = "deployment.reloader.stakater.com/paused-at"
+	// ReloaderRolloutStrategy, on an Argo Rollout: "restart" restarts its
+	// pods (spec.restartAt) instead of changing its pod template ("rollout",
+	// the default).
+	ReloaderRolloutStrategy = "reloader.stakater.com/rollout-strategy"
 )
+
+// RolloutStrategy, on a workload, is how keyhook rolls it: "annotations"
+// (the pod template's keyhook.dev/secret-hash annotation changes; the
+// default, or --rollout-strategy) or "env-vars" (the first container's
+// KEYHOOK_SECRET_HASH environment variable changes; Reloader's default).
+//
+//	keyhook.dev/rollout-strategy: "env-vars"
+const RolloutStrategy = prefix + "rollout-strategy"
+
+// Values of RolloutStrategy.
+const (
+	StrategyAnnotations = "annotations"
+	StrategyEnvVars     = "env-vars"
+)
+
+// EnvSecretHash is the environment variable the env-vars strategy sets.
+const EnvSecretHash = "KEYHOOK_SECRET_HASH"
 
 // Keys keyhook writes on workloads.
 const (
@@ -148,6 +194,13 @@ const (
 
 	// LastRollout, on the workload, is when keyhook last rolled it (RFC 3339).
 	LastRollout = prefix + "last-rollout"
+
+	// RolloutPending, on the workload, is a rollout that is due and waits
+	// for its inputs to settle: when the first and the last change were
+	// seen and a hash of the inputs (JSON). A new leader picks it up.
+	//
+	//	keyhook.dev/rollout-pending: '{"since":"2026-11-30T21:00:00Z","seen":"2026-11-30T21:00:01Z","inputs":"3a7b..."}'
+	RolloutPending = prefix + "rollout-pending"
 
 	// ExternalSecretName, on a managed Secret, names the ExternalSecret that
 	// materialises it (an annotation: names may be longer than a label value).

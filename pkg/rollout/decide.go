@@ -1,144 +1,82 @@
-// Package rollout rolls Deployments, StatefulSets and DaemonSets when the
-// secrets they use change, as Stakater Reloader does, and also when an
-// ExternalSecret they inject into files changes remotely: once per change,
-// never in a storm.
+// Package rollout rolls Deployments, StatefulSets, DaemonSets, CronJobs and
+// Argo Rollouts when the Secrets and ConfigMaps they use change, as Stakater
+// Reloader does and with its annotations, and also when an ExternalSecret
+// they get injected changes remotely: once per burst of changes, never in a
+// storm, and without losing or doubling a rollout when the leader changes.
 package rollout
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
-	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/injection"
 )
 
-// Source keys in a version record.
-const (
-	secretPrefix         = "secret/"
-	externalSecretPrefix = "externalsecret/"
-)
-
-// Selection is what a workload asked to follow, from its annotations.
-type Selection struct {
-	// AllSecrets follows every keyhook-managed Secret the pod template references.
-	AllSecrets bool
-	// AllInjected follows every ExternalSecret the pod template injects.
-	AllInjected bool
-	// ExternalSecrets follows these ExternalSecrets: their Secrets if the
-	// template references them, their remote versions if it injects them.
-	ExternalSecrets map[string]bool
-	// Secrets follows these Secrets by name (Reloader's reload list).
-	Secrets map[string]bool
-}
-
-// SelectionFor reads the opt-in annotations of a workload; ok is false when
-// it has none.
-func SelectionFor(ann map[string]string) (sel Selection, ok bool) {
-	if v := strings.TrimSpace(ann[annotations.Rollout]); v != "" {
-		ok = true
-		if v == annotations.RolloutAuto {
-			sel.AllSecrets, sel.AllInjected = true, true
-		} else {
-			sel.ExternalSecrets = nameSet(v)
-		}
-	}
-	if strings.EqualFold(ann[annotations.ReloaderAuto], "true") || strings.EqualFold(ann[annotations.ReloaderSecretAuto], "true") {
-		ok, sel.AllSecrets = true, true
-	}
-	if v := strings.TrimSpace(ann[annotations.ReloaderSecretReload]); v != "" {
-		ok, sel.Secrets = true, nameSet(v)
-	}
-	return sel, ok
-}
-
-func nameSet(list string) map[string]bool {
+// InjectedExternalSecrets returns the ExternalSecrets pods of a template get
+// injected: those its annotation names and those the ClusterInjectionPolicies
+// selecting it add, decided as admission decides (pkg/injection).
+func InjectedExternalSecrets(namespace string, in injection.Inputs, tmpl *corev1.PodTemplateSpec) map[string]bool {
 	out := map[string]bool{}
-	for _, n := range strings.Split(list, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			out[n] = true
-		}
-	}
-	return out
-}
-
-// ReferencedSecrets returns the names of the Secrets a pod spec references:
-// env, envFrom, secret volumes and projected volumes, in every container.
-func ReferencedSecrets(spec *corev1.PodSpec) map[string]bool {
-	out := map[string]bool{}
-	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				out[e.ValueFrom.SecretKeyRef.Name] = true
-			}
-		}
-		for _, e := range c.EnvFrom {
-			if e.SecretRef != nil {
-				out[e.SecretRef.Name] = true
-			}
-		}
-	}
-	for _, v := range spec.Volumes {
-		if v.Secret != nil {
-			out[v.Secret.SecretName] = true
-		}
-		if v.Projected != nil {
-			for _, s := range v.Projected.Sources {
-				if s.Secret != nil {
-					out[s.Secret.Name] = true
-				}
-			}
-		}
-	}
-	return out
-}
-
-// InjectedExternalSecrets returns the ExternalSecrets a pod template injects.
-func InjectedExternalSecrets(namespace string, tmpl *corev1.PodTemplateSpec) map[string]bool {
-	out := map[string]bool{}
-	req, err := mutate.Parse(namespace, tmpl.Annotations)
-	if err != nil || req == nil {
+	plan, _, err := injection.For(namespace, in, tmpl.Annotations, tmpl.Labels)
+	if err != nil {
 		return out
 	}
-	for _, n := range req.Names {
+	for _, n := range plan.Names() {
 		out[n] = true
 	}
 	return out
 }
 
+// State is what the decisions read of a namespace, by name: its Secrets and
+// ConfigMaps (from the stripped cache: metadata and a hash of the data), its
+// ExternalSecrets, and what decides injection.
+type State struct {
+	Secrets         map[string]*corev1.Secret
+	ConfigMaps      map[string]*corev1.ConfigMap
+	ExternalSecrets map[string]*v1alpha1.ExternalSecret
+	Injection       injection.Inputs
+}
+
 // Current returns the versions of what a workload follows: each followed
-// keyhook-managed Secret by its data hash, each followed injected
-// ExternalSecret by a digest of its remote versions (creationPolicy None) or
-// else by the data hash of the Secret it is synced into. secrets and
-// externalSecrets are the namespace's managed Secrets and ExternalSecrets by
-// name; what does not exist (yet) is left out.
-func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secrets map[string]*corev1.Secret, externalSecrets map[string]*v1alpha1.ExternalSecret) map[string]string {
+// Secret and ConfigMap by a keyed hash of its content, each followed
+// injected ExternalSecret by a digest of its remote versions (creationPolicy
+// None) or else by the content of the Secret it is synced into. What does
+// not exist (yet) is left out.
+func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, st State) map[string]string {
 	out := map[string]string{}
-	for name := range ReferencedSecrets(&tmpl.Spec) {
-		s, ok := secrets[name]
-		if !ok {
-			continue
+	refs := ReferencesOf(&tmpl.Spec)
+	follow := func(name string, ann map[string]string, t TypeSelection, referenced bool) bool {
+		if ann[annotations.ReloaderIgnore] == "true" {
+			return false
 		}
-		owner := s.Annotations[annotations.ExternalSecretName]
-		if sel.AllSecrets || sel.Secrets[name] || sel.ExternalSecrets[owner] {
+		if t.follows(name, ann, referenced) {
+			return true
+		}
+		owner := ann[annotations.ExternalSecretName]
+		return referenced && (sel.All || (owner != "" && sel.ExternalSecrets[owner]))
+	}
+	for name, s := range candidates(st.Secrets, refs.Secrets, len(sel.Secrets.Reload) > 0) {
+		if follow(name, s.Annotations, sel.Secrets, refs.Secrets[name]) {
 			out[secretPrefix+name] = contentVersion(s)
 		}
 	}
-	for name := range sel.Secrets {
-		if s, ok := secrets[name]; ok {
-			out[secretPrefix+name] = contentVersion(s)
+	for name, c := range candidates(st.ConfigMaps, refs.ConfigMaps, len(sel.ConfigMaps.Reload) > 0) {
+		if follow(name, c.Annotations, sel.ConfigMaps, refs.ConfigMaps[name]) {
+			out[configMapPrefix+name] = contentVersion(c)
 		}
 	}
-	for name := range InjectedExternalSecrets(namespace, tmpl) {
-		es, ok := externalSecrets[name]
-		if !ok || !(sel.AllInjected || sel.ExternalSecrets[name]) {
+	for name := range InjectedExternalSecrets(namespace, st.Injection, tmpl) {
+		es, ok := st.ExternalSecrets[name]
+		if !ok || !(sel.All || sel.ExternalSecrets[name]) {
 			continue
 		}
 		if len(es.Status.Versions) > 0 {
@@ -147,22 +85,26 @@ func Current(sel Selection, namespace string, tmpl *corev1.PodTemplateSpec, secr
 		}
 		// Synced into a Secret as well (any creationPolicy but None): the
 		// injected files change when its content does.
-		if s, ok := secrets[es.TargetName()]; ok && s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
+		if s, ok := st.Secrets[es.TargetName()]; ok && s.Annotations[annotations.ExternalSecretName] == name && s.Annotations[annotations.DataHash] != "" {
 			out[externalSecretPrefix+name] = contentVersion(s)
 		}
 	}
 	return out
 }
 
-// contentVersion is what a workload records of a Secret's content: the
-// Secret's data hash keyed (HMAC) with the Secret's UID, which only those who
-// may read the Secret know. The workload's annotations are readable by
-// anyone who may read the workload; a bare hash there would let a short
-// value (a PIN) be guessed offline.
-func contentVersion(s *corev1.Secret) string {
-	m := hmac.New(sha256.New, []byte(s.UID))
-	m.Write([]byte(s.Annotations[annotations.DataHash]))
-	return hex.EncodeToString(m.Sum(nil))
+// candidates are the objects worth checking: the referenced ones, or all of
+// the namespace when a reload pattern may name unreferenced ones.
+func candidates[T any](all map[string]T, referenced map[string]bool, everything bool) map[string]T {
+	if everything {
+		return all
+	}
+	out := make(map[string]T, len(referenced))
+	for name := range referenced {
+		if o, ok := all[name]; ok {
+			out[name] = o
+		}
+	}
+	return out
 }
 
 func versionDigest(v map[string]string) string {
@@ -218,4 +160,77 @@ func ParseRecord(s string) map[string]string {
 func EncodeRecord(r map[string]string) string {
 	b, _ := json.Marshal(r)
 	return string(b)
+}
+
+// Pending is a rollout that is due but waits for its inputs to settle. It is
+// stored on the workload (annotation keyhook.dev/rollout-pending), so that a
+// new leader neither loses it nor starts its wait afresh.
+type Pending struct {
+	// Since is when the first change of the burst was seen.
+	Since time.Time `json:"since"`
+	// Seen is when the last change of the burst was seen.
+	Seen time.Time `json:"seen"`
+	// Inputs is the hash of the versions last seen.
+	Inputs string `json:"inputs"`
+	// Waiting is set once a rollout waits for the previous one to finish,
+	// so that the event saying so is emitted once.
+	Waiting bool `json:"waiting,omitempty"`
+}
+
+// Timing is when a due rollout starts.
+type Timing struct {
+	// Quiet: a rollout starts once the inputs have not changed for this long...
+	Quiet time.Duration
+	// Debounce: ...or once the first change is this old, whichever is first.
+	Debounce time.Duration
+}
+
+// Track updates the pending state of a workload whose inputs differ from
+// its record, now that they hash to inputs, and returns when the rollout is
+// due. A change of the inputs restarts the quiet period; the first change
+// bounds the wait.
+func Track(p *Pending, inputs string, now time.Time, t Timing) (Pending, time.Time) {
+	next := Pending{Since: now, Seen: now, Inputs: inputs}
+	if p != nil {
+		next.Since, next.Waiting = p.Since, p.Waiting
+		if p.Inputs == inputs {
+			next.Seen = p.Seen
+		}
+	}
+	due := next.Seen.Add(t.Quiet)
+	if limit := next.Since.Add(t.Debounce); limit.Before(due) {
+		due = limit
+	}
+	return next, due
+}
+
+// ParsePending reads the pending annotation; nil when there is none or it
+// does not parse.
+func ParsePending(s string) *Pending {
+	if s == "" {
+		return nil
+	}
+	p := &Pending{}
+	if json.Unmarshal([]byte(s), p) != nil {
+		return nil
+	}
+	return p
+}
+
+// Encode writes the pending annotation.
+func (p Pending) Encode() string {
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// Reason is the reason label of keyhook_rollouts_total for a rollout of
+// these changed sources: the kinds that changed, e.g. "configmap+secret".
+func Reason(changed []string) string {
+	kinds := map[string]bool{}
+	for _, c := range changed {
+		if k, _, ok := strings.Cut(c, "/"); ok {
+			kinds[k] = true
+		}
+	}
+	return strings.Join(slices.Sorted(maps.Keys(kinds)), "+")
 }

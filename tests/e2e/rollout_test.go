@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -23,6 +24,9 @@ func deployment(ns, name string, opts ...deployOption) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: appsv1.DeploymentSpec{
+			// No pods: a rollout is done once its ReplicaSet exists, so a
+			// later rollout never waits for it (--rollout-progress-timeout).
+			Replicas: ptr.To[int32](0),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -235,4 +239,42 @@ func TestRolloutStormGuard(t *testing.T) {
 	if got := replicaSets(ctx, t, ns, "web"); got != 2 {
 		t.Errorf("five writes within the window made %d rollouts, want 1", got-1)
 	}
+}
+
+// TestRolloutFollowsPolicyInjection: a ClusterInjectionPolicy injects an
+// ExternalSecret into a workload that does not name it; "auto" follows it as
+// it follows what the template's own annotation names (issue #10, defect 6).
+func TestRolloutFollowsPolicyInjection(t *testing.T) {
+	ctx := testContext(t)
+	ns := tenant(ctx, t, "policy-rollout")
+	if err := vault.Put(ctx, ns+"/db", map[string]any{"password": secretValue(t, "v1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, externalSecret(ns, "db-files", v1alpha1.ExternalSecretSpec{
+		RefreshInterval: &metav1.Duration{Duration: time.Second},
+		Target:          v1alpha1.ExternalSecretTarget{CreationPolicy: v1alpha1.CreationPolicyNone},
+		Data:            []v1alpha1.ExternalSecretData{data("password", ns+"/db", "password", "")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	cip := &v1alpha1.ClusterInjectionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: v1alpha1.ClusterInjectionPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
+			Inject:            []string{"db-files"},
+		},
+	}
+	if err := cluster.Client.Create(ctx, cip); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), cip) })
+	if err := cluster.Client.Create(ctx, deployment(ns, "web", annotated("keyhook.dev/rollout", "auto"))); err != nil {
+		t.Fatal(err)
+	}
+	waitRecorded(ctx, t, ns, "web", "externalsecret/db-files")
+	waitReplicaSets(ctx, t, ns, "web", 1)
+	if err := vault.Put(ctx, ns+"/db", map[string]any{"password": secretValue(t, "v2")}); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicaSets(ctx, t, ns, "web", 2)
 }
