@@ -187,6 +187,9 @@ func TestReloaderCompatibility(t *testing.T) {
 		if c.rollouts > 0 {
 			waitAnnotation(ctx, t, ns, c, "keyhook.dev/secret-versions")
 		}
+		_ = framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+			return revisions(ctx, t, c.kind, ns, c.name) >= 1, nil
+		})
 		if got := revisions(ctx, t, c.kind, ns, c.name); got != 1 {
 			t.Fatalf("%s: %d revisions before any change, want 1", c.name, got)
 		}
