@@ -322,6 +322,11 @@ func run(args []string) error {
 		}
 		reads := secretsync.NewReadCache(cfg.ProviderCacheTTL, clock.RealClock{})
 		reads.SessionTTL = cfg.ProviderSessionTTL
+		// Retires expired sessions and, when the manager stops, closes them
+		// all (revoking their Vault tokens).
+		if err := mgr.Add(reads); err != nil {
+			return err
+		}
 		if err := (&secretsync.Reconciler{
 			Client:    mgr.GetClient(),
 			APIReader: mgr.GetAPIReader(),

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,28 +53,52 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.NewProvider = NewProvider
 	}
 	// One provider per distinct store: one login however many keys it serves.
+	// Each is closed (its Vault token revoked) as soon as the files of the
+	// last ExternalSecret that uses it are written, and on failure before
+	// Run returns: a token must not outlive the agent's need for it.
 	providers := map[string]fetch.Provider{}
-	defer func() {
-		for _, p := range providers {
-			if c, ok := p.(io.Closer); ok {
-				_ = c.Close()
+	storeNames := map[string]string{}
+	release := func(key string) {
+		p, ok := providers[key]
+		if !ok {
+			return
+		}
+		delete(providers, key)
+		if c, ok := p.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				// The files are what the pod needs; a token left to expire
+				// with its TTL is not worth failing the pod for.
+				cfg.Log("warning: %s: %s", storeNames[key], oneLine(err.Error()))
 			}
 		}
+	}
+	defer func() {
+		for _, key := range slices.Sorted(maps.Keys(providers)) {
+			release(key)
+		}
 	}()
-	for _, s := range cfg.Plan.Secrets {
+	keys := make([]string, len(cfg.Plan.Secrets))
+	last := map[string]int{} // store key → index of the last secret using it
+	for i, s := range cfg.Plan.Secrets {
 		storeKey, err := json.Marshal(s.Store)
 		if err != nil {
 			return fmt.Errorf("ExternalSecret %s: %w", s.Name, err)
 		}
+		keys[i] = string(storeKey)
+		last[keys[i]] = i
+		storeNames[keys[i]] = s.Store.Kind + " " + s.Store.Name
+	}
+	for i, s := range cfg.Plan.Secrets {
+		storeKey := keys[i]
 		var data map[string][]byte
-		err = retry(ctx, func() error {
-			p, ok := providers[string(storeKey)]
+		err := retry(ctx, func() error {
+			p, ok := providers[storeKey]
 			if !ok {
 				var err error
 				if p, err = cfg.NewProvider(ctx, s.Store, cfg); err != nil {
 					return fmt.Errorf("%s %s: %w", s.Store.Kind, s.Store.Name, err)
 				}
-				providers[string(storeKey)] = p
+				providers[storeKey] = p
 			}
 			var err error
 			data, err = fetch.Resolve(ctx, p, s.Data, s.DataFrom)
@@ -88,6 +114,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("ExternalSecret %s: %w", s.Name, err)
 		}
 		cfg.Log("ExternalSecret %s: wrote %s to %s", s.Name, keyList(data), s.Dir)
+		if last[storeKey] == i {
+			release(storeKey)
+		}
 	}
 	return nil
 }
@@ -275,6 +304,12 @@ func keyList(m map[string][]byte) string {
 		return "1 key (" + keys[0] + ")"
 	}
 	return fmt.Sprintf("%d keys (%s)", len(keys), strings.Join(keys, ", "))
+}
+
+// oneLine folds an error message onto one line: the pod's log and
+// termination message are read line by line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // ErrNoPlan is returned when the agent's environment holds no plan.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
@@ -69,7 +70,63 @@ type ReadCache struct {
 	entries  map[string]cacheEntry
 	sessions map[string]*session
 	swept    time.Time // last eviction of expired entries
+	stopped  bool      // shut down: no more sessions are shared
+	toClose  []fetch.Provider
 	flight   singleflight.Group
+}
+
+var _ manager.Runnable = (*ReadCache)(nil)
+
+// Start retires expired sessions as they expire, even in scopes nobody reads
+// again (a store edited, a namespace deleted), so that their logins are
+// closed (a Vault token revoked) within about SessionTTL/4 of expiring; when
+// ctx ends (the manager stops) it closes every session: a token must not
+// outlive the process that uses it. It implements manager.Runnable.
+func (c *ReadCache) Start(ctx context.Context) error {
+	if c.SessionTTL > 0 {
+		tick := time.NewTicker(max(c.SessionTTL/4, 10*time.Millisecond))
+		defer tick.Stop()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-tick.C:
+				c.RetireExpired()
+			}
+		}
+	} else {
+		<-ctx.Done()
+	}
+	c.Stop()
+	return nil
+}
+
+// NeedLeaderElection reports false: every replica closes what it opened.
+func (c *ReadCache) NeedLeaderElection() bool { return false }
+
+// RetireExpired retires every session older than SessionTTL; those in use
+// are closed when their last user lets go.
+func (c *ReadCache) RetireExpired() {
+	c.mu.Lock()
+	defer c.unlockAndClose()
+	now := c.Clock.Now()
+	for _, s := range c.sessions {
+		if now.Sub(s.at) >= c.SessionTTL {
+			c.retireLocked(s)
+		}
+	}
+}
+
+// Stop retires every session and shares no new one: logins made after it
+// (a sync still in flight) are closed by the sync that made them.
+func (c *ReadCache) Stop() {
+	c.mu.Lock()
+	defer c.unlockAndClose()
+	c.stopped = true
+	for _, s := range c.sessions {
+		c.retireLocked(s)
+	}
 }
 
 // session is one login, shared by the syncs of one scope until it expires.
@@ -169,7 +226,7 @@ func (p *cachedProvider) relogin() bool {
 // acquire returns a live session of scope, counted as used, or nil.
 func (c *ReadCache) acquire(scope string) *session {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndClose()
 	s := c.sessions[scope]
 	if s == nil {
 		return nil
@@ -188,7 +245,10 @@ func (c *ReadCache) acquire(scope string) *session {
 // their logins open.
 func (c *ReadCache) share(scope string, p fetch.Provider) *session {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndClose()
+	if c.stopped {
+		return nil
+	}
 	now := c.Clock.Now()
 	for _, old := range c.sessions {
 		if old.scope == scope || now.Sub(old.at) >= c.SessionTTL {
@@ -203,14 +263,15 @@ func (c *ReadCache) share(scope string, p fetch.Provider) *session {
 // release lets go of a session; retire also stops handing it out.
 func (c *ReadCache) release(s *session, retire bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndClose()
 	s.users--
 	if retire || s.retired {
 		c.retireLocked(s)
 	}
 }
 
-// retireLocked stops handing s out, and closes it once nobody uses it.
+// retireLocked stops handing s out, and closes it (after the lock is let
+// go) once nobody uses it.
 func (c *ReadCache) retireLocked(s *session) {
 	if !s.retired {
 		s.retired = true
@@ -218,9 +279,21 @@ func (c *ReadCache) retireLocked(s *session) {
 			delete(c.sessions, s.scope)
 		}
 	}
-	if s.users == 0 {
-		_ = closeProvider(s.provider)
+	if s.users == 0 && s.provider != nil {
+		c.toClose = append(c.toClose, s.provider)
 		s.provider = nil
+	}
+}
+
+// unlockAndClose unlocks c.mu and then closes the providers of the sessions
+// retired meanwhile: closing revokes a Vault token, a network call that
+// must not hold up every other sync waiting for the lock.
+func (c *ReadCache) unlockAndClose() {
+	closing := c.toClose
+	c.toClose = nil
+	c.mu.Unlock()
+	for _, p := range closing {
+		_ = closeProvider(p)
 	}
 }
 

@@ -219,3 +219,69 @@ func TestReadCacheForgetsExpiredValues(t *testing.T) {
 		}
 	}
 }
+
+// A session expires on the clock, not at the next login: a scope nobody
+// reads again has its login closed (its Vault token revoked) by the sweep.
+func TestExpiredSessionsAreClosedWithoutAnotherLogin(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Second, clk)
+	c.SessionTTL = time.Minute
+	b := &backend{reads: map[string]int{}}
+	for _, ns := range []string{"a", "b"} {
+		if _, err := syncOnce(t, c, b, ns, "db"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.RetireExpired()
+	if b.closed != 0 {
+		t.Fatalf("closed %d live sessions", b.closed)
+	}
+	clk.Step(time.Minute)
+	c.RetireExpired()
+	if b.closed != 2 || len(c.sessions) != 0 || b.logins != 2 {
+		t.Errorf("logins %d, closed %d, sessions left %d; want both expired sessions closed, no login", b.logins, b.closed, len(c.sessions))
+	}
+}
+
+// On shutdown every session is closed, one in use as soon as its sync lets
+// go, and a login made after the stop is not kept as a session.
+func TestStopClosesEverySession(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Second, clk)
+	c.SessionTTL = time.Hour
+	b := &backend{reads: map[string]int{}}
+	if _, err := syncOnce(t, c, b, "idle", "db"); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := c.Provider(source("busy"), b.factory, c.TTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.GetSecret(context.Background(), fetch.Ref{Key: "db"}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Start(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b.closed != 1 {
+		t.Errorf("closed %d after the stop, want the idle session's 1", b.closed)
+	}
+	if err := closeProvider(busy); err != nil {
+		t.Fatal(err)
+	}
+	if b.closed != 2 {
+		t.Errorf("closed %d after the busy sync let go, want 2", b.closed)
+	}
+	// A sync still in flight after the stop logs in; its login is its own.
+	if _, err := syncOnce(t, c, b, "late", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if b.logins != 3 || b.closed != 3 || len(c.sessions) != 0 {
+		t.Errorf("logins %d, closed %d, sessions %d; want the late login closed, no session kept", b.logins, b.closed, len(c.sessions))
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/fetchtest"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
 )
 
@@ -35,6 +36,8 @@ type fakeVault struct {
 	loginBody  []map[string]any
 	namespaces []string // X-Vault-Namespace of every request
 	reads      []string // paths read with a token
+	revoked    int      // tokens revoked with revoke-self
+	revokeFail int      // status revoke-self answers with; 0 means success
 	open       int      // client connections not closed
 }
 
@@ -93,6 +96,20 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("X-Vault-Token") != goodToken {
 		reply(http.StatusForbidden, map[string]any{"errors": []string{"permission denied"}})
+		return
+	}
+	if path == "auth/token/revoke-self" {
+		f.mu.Lock()
+		fail := f.revokeFail
+		if fail == 0 {
+			f.revoked++
+		}
+		f.mu.Unlock()
+		if fail != 0 {
+			reply(fail, map[string]any{"errors": []string{"permission denied"}})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	f.mu.Lock()
@@ -439,5 +456,73 @@ func TestKeysRelativeToTheMount(t *testing.T) {
 	}
 	if !errors.Is(err, fetch.ErrNotFound) {
 		t.Errorf("GetSecret(secret/app): err = %v, want ErrNotFound", err)
+	}
+}
+
+// A provider that logged in revokes its token on Close; a token it was given
+// is someone else's and stays.
+func TestCloseRevokesOwnToken(t *testing.T) {
+	for name, tc := range map[string]struct {
+		auth        func(*vault.Config)
+		wantRevoked int
+	}{
+		"kubernetes": {func(c *vault.Config) {
+			c.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"}
+		}, 1},
+		"jwt": {func(c *vault.Config) {
+			c.JWT = &vault.KubernetesAuth{MountPath: "jwt", Role: "app", JWT: "pod-token"}
+		}, 1},
+		"approle": {func(c *vault.Config) {
+			c.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "sid"}
+		}, 1},
+		"token": {func(c *vault.Config) { c.Token = goodToken }, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeVault(t)
+			cfg := f.config("secret", 2)
+			tc.auth(&cfg)
+			p, err := vault.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.GetSecret(context.Background(), fetch.Ref{Key: "app"}); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // idempotent
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.revoked != tc.wantRevoked {
+				t.Errorf("revoked %d tokens, want %d", f.revoked, tc.wantRevoked)
+			}
+		})
+	}
+}
+
+func TestCloseReportsAFailedRevocation(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	f.revokeFail = http.StatusForbidden
+	cfg := f.config("secret", 2)
+	cfg.AppRole = &vault.AppRoleAuth{MountPath: "approle", RoleID: "rid", SecretID: "sid"}
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Close()
+	if !errors.Is(err, fetch.ErrAccessDenied) || !strings.Contains(err.Error(), "revoke-self") {
+		t.Fatalf("Close = %v, want an access-denied error naming revoke-self", err)
+	}
+	for _, e := range fetchtest.Chain(err) {
+		if strings.Contains(e.Error(), goodToken) || strings.Contains(e.Error(), "sid") {
+			t.Errorf("the error holds a credential: %q", e)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("the error spans lines: %q", err)
 	}
 }
