@@ -51,11 +51,15 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC, the webhook registrations (
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
 	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
 	$(GO) run ./hack/webhookgen -dir manifests/self-managed -cert-manager-dir manifests/certmanager -policy-dir manifests/webhook
+	@# The Helm chart renders the same generated objects (tests/chart checks it).
+	cp manifests/crd/keyhook.dev_*.yaml charts/keyhook/crds/
+	cp manifests/rbac/role.yaml manifests/self-managed/mutatingwebhookconfiguration.yaml \
+	  manifests/self-managed/validatingwebhookconfiguration.yaml manifests/webhook/admissionpolicies.yaml charts/keyhook/files/
 
 GENERATED := pkg/crd manifests/crd manifests/rbac \
   manifests/self-managed/mutatingwebhookconfiguration.yaml manifests/self-managed/validatingwebhookconfiguration.yaml \
   manifests/certmanager/mutatingwebhookconfiguration.yaml manifests/certmanager/validatingwebhookconfiguration.yaml \
-  manifests/webhook/admissionpolicies.yaml
+  manifests/webhook/admissionpolicies.yaml charts/keyhook/crds charts/keyhook/files
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 
 verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.

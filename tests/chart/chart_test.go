@@ -1,0 +1,367 @@
+package chart
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v4/pkg/action"
+	chartcommon "helm.sh/helm/v4/pkg/chart/common"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keyhook/keyhook/tests/framework"
+)
+
+// valueSets are the configurations the chart is rendered, linted and
+// dry-run with: the two TLS modes of the README, everything optional on,
+// and a minimal one.
+var valueSets = map[string]map[string]any{
+	"defaults (cert-manager)": nil,
+	"self-managed TLS":        {"tls": map[string]any{"mode": "selfManaged"}},
+	"everything on": {
+		"image": map[string]any{"repository": "registry.example/keyhook/webhook", "tag": "v1.2.3",
+			"digest": "sha256:" + strings.Repeat("ab", 32)},
+		"agent": map[string]any{"image": map[string]any{"repository": "registry.example/keyhook/init-agent", "tag": "v1.2.3"}, "deadline": "90s"},
+		"webhook": map[string]any{
+			"replicas": 3, "priorityClassName": "system-cluster-critical", "requireAntiAffinity": true,
+			"nodeSelector":   map[string]any{"kubernetes.io/os": "linux"},
+			"tolerations":    []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}},
+			"extraArgs":      []any{"--zap-log-level=debug"},
+			"podAnnotations": map[string]any{"example.com/team": "platform"},
+		},
+		"sync":           map[string]any{"workers": 8, "rolloutDebounce": "30s"},
+		"leaderElection": map[string]any{"leaseDuration": "30s"},
+		"metrics": map[string]any{
+			"serviceMonitor": map[string]any{"enabled": true},
+			"prometheusRule": map[string]any{"enabled": true},
+			"dashboard":      map[string]any{"enabled": true},
+		},
+		"networkPolicy": map[string]any{"enabled": true, "metricsFrom": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}}}}},
+	},
+	"minimal": {
+		"webhook": map[string]any{"replicas": 1, "podDisruptionBudget": map[string]any{"enabled": false}},
+		"metrics": map[string]any{"enabled": false}, "leaderElection": map[string]any{"enabled": false},
+	},
+}
+
+func TestChartLint(t *testing.T) {
+	for name, vals := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			lint := action.NewLint()
+			lint.Strict = true
+			lint.Namespace = "keyhook-system"
+			kv, err := chartcommon.ParseKubeVersion(framework.KubeVersion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lint.KubeVersion = kv
+			res := lint.Run([]string{framework.ChartDir()}, vals)
+			for _, m := range res.Messages {
+				t.Logf("lint: %s", m)
+			}
+			if len(res.Errors) > 0 || res.TotalChartsLinted != 1 {
+				t.Errorf("helm lint --strict: %d charts, errors %v", res.TotalChartsLinted, res.Errors)
+			}
+		})
+	}
+}
+
+// A wrong value fails with a message naming the field (values.schema.json).
+func TestChartSchemaNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		vals map[string]any
+		want string
+	}{
+		{map[string]any{"tls": map[string]any{"mode": "letsencrypt"}}, "/tls/mode"},
+		{map[string]any{"sync": map[string]any{"workers": 0}}, "/sync/workers"},
+		{map[string]any{"webhook": map[string]any{"replicas": "two"}}, "/webhook/replicas"},
+		{map[string]any{"webhook": map[string]any{"replica": 2}}, "'replica'"},
+		{map[string]any{"image": map[string]any{"digest": "latest"}}, "/image/digest"},
+		{map[string]any{"agent": map[string]any{"deadline": "2 minutes"}}, "/agent/deadline"},
+		{map[string]any{"sync": map[string]any{"rolloutDebounce": 10}}, "/sync/rolloutDebounce"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := framework.RenderChart("keyhook-system", tc.vals)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("values %v: error %v, want one naming %s", tc.vals, err, tc.want)
+			}
+		})
+	}
+}
+
+func render(t *testing.T, ns string, vals map[string]any) map[string]*unstructured.Unstructured {
+	t.Helper()
+	objs, err := framework.RenderChart(ns, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		k := framework.ObjectKey(o)
+		if out[k] != nil {
+			t.Fatalf("%s rendered twice", k)
+		}
+		out[k] = o
+	}
+	return out
+}
+
+func containerArgs(t *testing.T, d *unstructured.Unstructured) []string {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if len(cs) != 1 {
+		t.Fatalf("Deployment has %d containers", len(cs))
+	}
+	args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+	return args
+}
+
+// What each value set changes, as a user reading the rendered objects would
+// check it, in a namespace other than keyhook-system.
+func TestChartTemplates(t *testing.T) {
+	const ns = "secrets-system"
+	t.Run("defaults (cert-manager)", func(t *testing.T) {
+		objs := render(t, ns, nil)
+		for _, k := range []string{"Issuer " + ns + "/keyhook-selfsigned", "Issuer " + ns + "/keyhook-ca", "Certificate " + ns + "/keyhook-ca", "Certificate " + ns + "/keyhook-webhook",
+			"Deployment " + ns + "/keyhook", "Service " + ns + "/keyhook-webhook", "PodDisruptionBudget " + ns + "/keyhook", "ServiceAccount " + ns + "/keyhook",
+			"ClusterRole /keyhook", "ClusterRoleBinding /keyhook", "Role " + ns + "/keyhook", "RoleBinding " + ns + "/keyhook",
+			"MutatingWebhookConfiguration /keyhook", "ValidatingWebhookConfiguration /keyhook"} {
+			if objs[k] == nil {
+				t.Errorf("no %s among %v", k, keys(objs))
+			}
+		}
+		for _, k := range []string{"ServiceMonitor " + ns + "/keyhook", "PrometheusRule " + ns + "/keyhook", "NetworkPolicy " + ns + "/keyhook", "ConfigMap " + ns + "/keyhook-dashboard"} {
+			if objs[k] != nil {
+				t.Errorf("%s rendered though off by default", k)
+			}
+		}
+		cert := objs["Certificate "+ns+"/keyhook-webhook"]
+		dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+		if !cmp.Equal(dns, []string{"keyhook-webhook." + ns + ".svc", "keyhook-webhook." + ns + ".svc.cluster.local"}) {
+			t.Errorf("serving certificate for %v", dns)
+		}
+		for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+			reg := objs[kind+" /keyhook"]
+			if got := reg.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != ns+"/keyhook-webhook" {
+				t.Errorf("%s inject-ca-from %q", kind, got)
+			}
+			hooks, _, _ := unstructured.NestedSlice(reg.Object, "webhooks")
+			for _, h := range hooks {
+				svcNS, _, _ := unstructured.NestedString(h.(map[string]any), "clientConfig", "service", "namespace")
+				exprs, _, _ := unstructured.NestedSlice(h.(map[string]any), "namespaceSelector", "matchExpressions")
+				if svcNS != ns || (kind == "MutatingWebhookConfiguration" && !strings.Contains(toString(exprs), "[kube-system "+ns+"]")) {
+					t.Errorf("%s entry calls namespace %q, excludes %v", kind, svcNS, exprs)
+				}
+			}
+		}
+		args := containerArgs(t, objs["Deployment "+ns+"/keyhook"])
+		for _, want := range []string{"--cert-dir=/etc/keyhook/tls", "--agent-image=ghcr.io/keyhook/init-agent:0.1.0", "--leader-elect=true", "--sync-workers=4", "--rollout-debounce=10s", "--agent-deadline=2m", "--metrics-bind-address=:8080"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+	})
+	t.Run("self-managed TLS", func(t *testing.T) {
+		objs := render(t, ns, valueSets["self-managed TLS"])
+		for k := range objs {
+			if strings.HasPrefix(k, "Issuer ") || strings.HasPrefix(k, "Certificate ") {
+				t.Errorf("%s rendered in self-managed mode", k)
+			}
+		}
+		if a := objs["MutatingWebhookConfiguration /keyhook"].GetAnnotations(); a["cert-manager.io/inject-ca-from"] != "" {
+			t.Errorf("self-managed registration carries inject-ca-from")
+		}
+		d := objs["Deployment "+ns+"/keyhook"]
+		args := containerArgs(t, d)
+		for _, want := range []string{"--tls-mode=self-managed", "--cert-secret=" + ns + "/keyhook-webhook-tls",
+			"--webhook-service=keyhook-webhook." + ns + ".svc,keyhook-webhook." + ns + ".svc.cluster.local", "--webhook-configuration=keyhook"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		if vols, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes"); len(vols) != 0 {
+			t.Errorf("self-managed Deployment mounts %v: its pods would wait for the Secret", vols)
+		}
+	})
+	t.Run("everything on", func(t *testing.T) {
+		objs := render(t, ns, valueSets["everything on"])
+		d := objs["Deployment "+ns+"/keyhook"]
+		spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+		cs := spec["containers"].([]any)
+		if img := cs[0].(map[string]any)["image"]; img != "registry.example/keyhook/webhook@sha256:"+strings.Repeat("ab", 32) {
+			t.Errorf("image %v: a digest must pin it", img)
+		}
+		if r, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "replicas"); fmt.Sprint(r) != "3" {
+			t.Errorf("replicas %v", r)
+		}
+		if spec["priorityClassName"] != "system-cluster-critical" || spec["nodeSelector"] == nil || spec["tolerations"] == nil {
+			t.Errorf("pod spec lacks priorityClassName, nodeSelector or tolerations: %v", spec)
+		}
+		if _, ok, _ := unstructured.NestedSlice(spec, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"); !ok {
+			t.Errorf("requireAntiAffinity did not make it required: %v", spec["affinity"])
+		}
+		args := containerArgs(t, d)
+		for _, want := range []string{"--agent-image=registry.example/keyhook/init-agent:v1.2.3", "--agent-deadline=90s", "--sync-workers=8", "--rollout-debounce=30s", "--leader-elect-lease-duration=30s", "--zap-log-level=debug"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		for _, k := range []string{"ServiceMonitor " + ns + "/keyhook", "PrometheusRule " + ns + "/keyhook", "NetworkPolicy " + ns + "/keyhook", "ConfigMap " + ns + "/keyhook-dashboard"} {
+			if objs[k] == nil {
+				t.Errorf("no %s", k)
+			}
+		}
+		if cm := objs["ConfigMap "+ns+"/keyhook-dashboard"]; cm != nil && cm.GetLabels()["grafana_dashboard"] != "1" {
+			t.Errorf("dashboard ConfigMap labels %v lack grafana_dashboard", cm.GetLabels())
+		}
+	})
+	t.Run("minimal", func(t *testing.T) {
+		objs := render(t, ns, valueSets["minimal"])
+		if objs["PodDisruptionBudget "+ns+"/keyhook"] != nil {
+			t.Errorf("PDB rendered though disabled")
+		}
+		args := containerArgs(t, objs["Deployment "+ns+"/keyhook"])
+		for _, want := range []string{"--leader-elect=false", "--metrics-bind-address=0"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+	})
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func toString(v any) string { return fmt.Sprint(v) }
+
+// chartCRDs are the chart's crds/ files as objects.
+func chartCRDs() ([]*unstructured.Unstructured, error) {
+	ch, err := framework.LoadChart()
+	if err != nil {
+		return nil, err
+	}
+	var all strings.Builder
+	for _, f := range ch.CRDObjects() {
+		all.WriteString("\n---\n")
+		all.Write(f.File.Data)
+	}
+	return framework.DecodeObjects(all.String())
+}
+
+// The real API server accepts every object of every value set (server-side
+// dry run, field validation strict). ServiceMonitor and PrometheusRule are
+// left out: the Prometheus Operator's CRDs are not in the test cluster.
+func TestChartServerSideDryRun(t *testing.T) {
+	ctx := testContext(t)
+	const ns = "keyhook-dryrun"
+	ensureNamespace(ctx, t, ns)
+	for name, vals := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			objs, err := framework.RenderChart(ns, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, o := range objs {
+				if o.GroupVersionKind().Group == "monitoring.coreos.com" {
+					continue
+				}
+				if err := kc.Create(ctx, o.DeepCopy(), client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+					t.Errorf("%s: %v", framework.ObjectKey(o), err)
+				}
+				n++
+			}
+			t.Logf("%d objects accepted by the API server", n)
+		})
+	}
+}
+
+// The chart and manifests/ are one install: with the settings manifests/
+// spells out (the chart's defaults), both render the same objects, labels
+// Helm adds aside. manifests/ also creates the Namespace, which helm
+// install --create-namespace does.
+func TestChartMatchesManifests(t *testing.T) {
+	for dir, vals := range map[string]map[string]any{
+		"manifests":              nil,
+		"manifests/self-managed": {"tls": map[string]any{"mode": "selfManaged"}},
+	} {
+		t.Run(dir, func(t *testing.T) {
+			out, err := exec.Command(filepath.Join(framework.TestenvDir(), "kubectl"), "kustomize", filepath.Join(framework.RepoRoot(), dir)).Output()
+			if err != nil {
+				t.Fatalf("kubectl kustomize %s: %v", dir, err)
+			}
+			kobjs, err := framework.DecodeObjects(string(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cobjs, err := framework.RenderChart("keyhook-system", vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The chart's CRDs are files, not templates: compare them too.
+			crds, err := chartCRDs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cobjs = append(cobjs, crds...)
+			want, got := map[string]any{}, map[string]any{}
+			for _, o := range kobjs {
+				if o.GetKind() == "Namespace" {
+					continue
+				}
+				want[framework.ObjectKey(o)] = normalize(o)
+			}
+			for _, o := range cobjs {
+				got[framework.ObjectKey(o)] = normalize(o)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s and the chart differ (-%s +chart):\n%s", dir, dir, diff)
+			}
+		})
+	}
+}
+
+// helmOnlyLabels are the labels the chart adds for Helm's bookkeeping.
+var helmOnlyLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart"}
+
+func normalize(o *unstructured.Unstructured) map[string]any {
+	o = o.DeepCopy()
+	strip := func(fields ...string) {
+		l, ok, _ := unstructured.NestedStringMap(o.Object, fields...)
+		if !ok {
+			return
+		}
+		for _, k := range helmOnlyLabels {
+			delete(l, k)
+		}
+		if len(l) == 0 {
+			unstructured.RemoveNestedField(o.Object, fields...)
+			return
+		}
+		_ = unstructured.SetNestedStringMap(o.Object, l, fields...)
+	}
+	strip("metadata", "labels")
+	strip("spec", "template", "metadata", "labels")
+	// manifests/ labels only what selects pods; the chart labels every
+	// object it owns with its name and component.
+	if l := o.GetLabels(); l != nil {
+		delete(l, "app.kubernetes.io/name")
+		delete(l, "app.kubernetes.io/component")
+		o.SetLabels(l)
+		if len(l) == 0 {
+			unstructured.RemoveNestedField(o.Object, "metadata", "labels")
+		}
+	}
+	return o.Object
+}
