@@ -173,6 +173,10 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 	t.Logf("uninstall: %s", time.Since(start).Round(time.Millisecond))
 }
 
+// clusterScoped are the kinds of the chart that have no namespace.
+var clusterScoped = []string{"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
 func releaseObjects(t *testing.T, r *releasev1.Release) []*unstructured.Unstructured {
 	t.Helper()
 	objs, err := framework.DecodeObjects(r.Manifest)
@@ -180,8 +184,7 @@ func releaseObjects(t *testing.T, r *releasev1.Release) []*unstructured.Unstruct
 		t.Fatal(err)
 	}
 	for _, o := range objs {
-		if o.GetNamespace() == "" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" &&
-			o.GetKind() != "MutatingWebhookConfiguration" && o.GetKind() != "ValidatingWebhookConfiguration" {
+		if o.GetNamespace() == "" && !slices.Contains(clusterScoped, o.GetKind()) {
 			t.Errorf("%s has no namespace in the release", framework.ObjectKey(o))
 		}
 	}
