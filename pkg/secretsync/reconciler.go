@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -86,14 +88,34 @@ type Reconciler struct {
 
 var _ reconcile.Reconciler = (*Reconciler)(nil)
 
+// targetIndex indexes ExternalSecrets by the name of their target Secret.
+const targetIndex = "keyhook.dev/target"
+
 // SetupWithManager registers the reconciler: it watches ExternalSecrets
 // (spec and annotation changes, not its own status writes) and the Secrets it
-// owns.
+// owns. A change to a Secret, and the deletion or change of an
+// ExternalSecret, also wake every other ExternalSecret that targets the same
+// Secret: one refused because the Secret was another's may take it now.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ExternalSecret{}, targetIndex, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.ExternalSecret).TargetName()}
+	}); err != nil {
+		return fmt.Errorf("indexing ExternalSecrets by target: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("externalsecret").
 		For(&v1alpha1.ExternalSecret{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return r.targeting(ctx, o.GetNamespace(), o.GetName(), "")
+		})).
+		Watches(&v1alpha1.ExternalSecret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return r.targeting(ctx, o.GetNamespace(), o.(*v1alpha1.ExternalSecret).TargetName(), o.GetName())
+		}), builder.WithPredicates(predicate.Funcs{
+			CreateFunc:  func(event.CreateEvent) bool { return false },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+			UpdateFunc:  predicate.GenerationChangedPredicate{}.Update,
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
 }
@@ -115,6 +137,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		var err error
 		if existing, err = r.target(ctx, es, policy); err != nil {
 			return reconcile.Result{}, err
+		}
+		// Before any provider read: a refused ExternalSecret reads nothing.
+		if existing != nil {
+			msg, err := r.claim(ctx, es, existing)
+			if err != nil {
+				return reconcile.Result{}, err
+			}
+			if msg != "" {
+				return r.refuse(ctx, es, msg)
+			}
 		}
 	}
 	now := r.Clock.Now()
@@ -153,6 +185,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if policy != v1alpha1.CreationPolicyNone && !UpToDate(existing, es, data) {
 		if err := r.write(ctx, es, policy, existing, data); err != nil {
+			var owned *ownedError
+			if errors.As(err, &owned) {
+				return r.refuse(ctx, es, owned.msg)
+			}
 			return reconcile.Result{}, err
 		}
 		logger.Info("secret written", "secret", TargetName(es), "keys", len(data))
@@ -307,7 +343,7 @@ func (r *Reconciler) write(ctx context.Context, es *v1alpha1.ExternalSecret, pol
 		desired := Desired(es, data)
 		err := r.Client.Create(ctx, desired)
 		if apierrors.IsAlreadyExists(err) {
-			return r.failTarget(ctx, es, fmt.Sprintf("Secret %q exists and is not managed by keyhook; delete it, name another target, or use creationPolicy Merge", TargetName(es)))
+			return r.conflict(ctx, es)
 		}
 		if err == nil {
 			secretWrites.WithLabelValues("create").Inc()
@@ -364,4 +400,85 @@ func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, 
 		es.Status.ForceSync = es.Annotations[annotations.ForceSync]
 	}
 	return r.Client.Status().Patch(ctx, es, patch)
+}
+
+// targeting lists the ExternalSecrets of ns whose target is the Secret
+// name, but except.
+func (r *Reconciler) targeting(ctx context.Context, ns, name, except string) []reconcile.Request {
+	list := &v1alpha1.ExternalSecretList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(ns), client.MatchingFields{targetIndex: name}); err != nil {
+		log.FromContext(ctx).Error(err, "listing the ExternalSecrets that target a Secret", "secret", name)
+		return nil
+	}
+	var out []reconcile.Request
+	for _, es := range list.Items {
+		if es.Name != except {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&es)})
+		}
+	}
+	return out
+}
+
+// claim says why es may not write its target Secret existing, "" when it
+// may (see ClaimTarget). The owner is read from the cache.
+func (r *Reconciler) claim(ctx context.Context, es *v1alpha1.ExternalSecret, existing metav1.Object) (string, error) {
+	var owner *v1alpha1.ExternalSecret
+	if name, _ := SecretOwner(existing); name != "" && name != es.Name {
+		owner = &v1alpha1.ExternalSecret{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: es.Namespace, Name: name}, owner); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return "", err
+			}
+			owner = nil
+		}
+	}
+	return ClaimTarget(es, existing, owner), nil
+}
+
+// ownedError is a write refused because the Secret is someone else's.
+type ownedError struct{ msg string }
+
+func (e *ownedError) Error() string { return e.msg }
+
+// conflict explains a create that found the target Secret already there: a
+// Secret keyhook did not make (not in the cache, which holds keyhook's
+// own), or one another ExternalSecret created a moment ago. Only its
+// metadata is read, never its data.
+func (r *Reconciler) conflict(ctx context.Context, es *v1alpha1.ExternalSecret) error {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: es.Namespace, Name: TargetName(es)}, m); err != nil {
+		return fmt.Errorf("Secret %q exists but could not be read: %w", TargetName(es), err)
+	}
+	msg, err := r.claim(ctx, es, m)
+	if err != nil {
+		return err
+	}
+	if msg == "" {
+		// keyhook's own and free to take: the cache has not seen it yet.
+		return fmt.Errorf("Secret %q was created meanwhile; retrying", TargetName(es))
+	}
+	return &ownedError{msg}
+}
+
+// refuse records that es may not write its target: Ready=False
+// SecretOwnedByOther with msg, and a warning event when that is news. Nothing
+// is written, so nothing rolls out. The Secret's changes, the deletion of
+// the ExternalSecrets that target it and es's refresh interval bring es back.
+func (r *Reconciler) refuse(ctx context.Context, es *v1alpha1.ExternalSecret, msg string) (reconcile.Result, error) {
+	provider := "unknown"
+	if src, err := r.Resolver.ForExternalSecret(ctx, es); err == nil {
+		provider = ProviderName(src.Store)
+	}
+	syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "error").Inc()
+	lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(-1)
+	if c := meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse ||
+		c.Reason != ReasonOwnedByOther || c.Message != msg || c.ObservedGeneration != es.Generation {
+		log.FromContext(ctx).Info("target Secret belongs to another owner; not written", "secret", TargetName(es))
+		r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, ReasonOwnedByOther, "Sync", msg)
+		if err := r.setReady(ctx, es, metav1.ConditionFalse, ReasonOwnedByOther, msg, nil); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: refreshInterval(es)}, nil
 }
