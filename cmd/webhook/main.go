@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -47,6 +48,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/rollout"
 	"github.com/keyhook/keyhook/pkg/secretsync"
+	"github.com/keyhook/keyhook/pkg/storehealth"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
@@ -78,6 +80,7 @@ type Config struct {
 	ProviderCacheTTL     time.Duration
 	ProviderSessionTTL   time.Duration
 	SyncWorkers          int
+	StoreProbeInterval   time.Duration
 	LeaderElect          bool
 	LeaderElectionNS     string
 	LeaseDuration        time.Duration
@@ -124,6 +127,7 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 5*time.Minute, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read; never older than an ExternalSecret's own refreshInterval, and a forced sync reads afresh")
 	fs.IntVar(&c.SyncWorkers, "sync-workers", 4, "ExternalSecrets synced at once (each waits mostly on its provider)")
 	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
+	fs.DurationVar(&c.StoreProbeInterval, "store-probe-interval", storehealth.DefaultInterval, "how often each SecretStore and ClusterSecretStore is probed (login and capability check, no secret read) for its Ready condition, besides when it is created or changed")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas for the parts that need one")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader-election lease; empty means the pod's")
 	fs.DurationVar(&c.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait before taking over a lease that is not renewed")
@@ -179,6 +183,9 @@ func parseConfig(args []string) (Config, *zap.Options, error) {
 	}
 	if c.SyncWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--sync-workers %d must be at least 1", c.SyncWorkers))
+	}
+	if c.StoreProbeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--store-probe-interval %s must be positive", c.StoreProbeInterval))
 	}
 	if c.ProviderSessionTTL < 0 {
 		errs = append(errs, fmt.Errorf("--provider-session-ttl %s must not be negative", c.ProviderSessionTTL))
@@ -327,17 +334,21 @@ func run(args []string) error {
 		if err := mgr.Add(reads); err != nil {
 			return err
 		}
+		providers := secretsync.Providers(clientset, mgr.GetAPIReader())
 		if err := (&secretsync.Reconciler{
 			Client:    mgr.GetClient(),
 			APIReader: mgr.GetAPIReader(),
 			Resolver:  resolver,
-			Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
+			Providers: providers,
 			Reads:     reads,
 			Workers:   cfg.SyncWorkers,
 			Recorder:  mgr.GetEventRecorder("keyhook"),
 			Clock:     clock.RealClock{},
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the sync: %w", err)
+		}
+		if err := storehealth.Setup(mgr, storehealth.Config{Rules: resolver.Rules, Providers: providers, Interval: cfg.StoreProbeInterval, Registerer: metrics.Registry}); err != nil {
+			return err
 		}
 		if err := rollout.Setup(mgr, restCfg, rollout.Config{
 			Timing:          rollout.Timing{Quiet: cfg.RolloutQuiet, Debounce: cfg.RolloutDebounce},

@@ -356,7 +356,9 @@ type ClusterSecretStoreCondition struct {
 
 // SecretStoreStatus reports the state of a store.
 type SecretStoreStatus struct {
-	// Conditions of the store.
+	// Conditions of the store. Ready says whether keyhook's last probe of
+	// the store (a login and a capability check that read no secret value)
+	// passed, and if not, why.
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
@@ -367,6 +369,8 @@ type SecretStoreStatus struct {
 // +kubebuilder:printcolumn:name="Vault",type=string,JSONPath=`.spec.provider.vault.server`,priority=1
 // +kubebuilder:printcolumn:name="AWS",type=string,JSONPath=`.spec.provider.aws.service`,priority=1
 // +kubebuilder:printcolumn:name="GCP project",type=string,JSONPath=`.spec.provider.gcpsm.projectID`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // SecretStore says how to reach a secret manager; only ExternalSecrets of its
@@ -394,6 +398,8 @@ type SecretStoreList struct {
 // +kubebuilder:printcolumn:name="Vault",type=string,JSONPath=`.spec.provider.vault.server`,priority=1
 // +kubebuilder:printcolumn:name="AWS",type=string,JSONPath=`.spec.provider.aws.service`,priority=1
 // +kubebuilder:printcolumn:name="GCP project",type=string,JSONPath=`.spec.provider.gcpsm.projectID`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // ClusterSecretStore is a SecretStore that ExternalSecrets of every namespace
