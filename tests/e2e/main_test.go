@@ -74,7 +74,7 @@ func run(m *testing.M) int {
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}
-	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage, Args: []string{"--rollout-debounce=" + rolloutDebounce.String()}}); err != nil {
+	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String()}}); err != nil {
 		return fail("webhook", err)
 	}
 	defer webhook.Stop()
