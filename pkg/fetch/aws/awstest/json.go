@@ -18,6 +18,7 @@ var jsonHandlers = map[string]jsonHandler{
 	OpGetSecretValue:      (*Server).getSecretValue,
 	OpDescribeSecret:      (*Server).describeSecret,
 	OpBatchGetSecretValue: (*Server).batchGetSecretValue,
+	OpListSecrets:         (*Server).listSecrets,
 	OpGetParameter:        (*Server).getParameter,
 	OpGetParametersByPath: (*Server).getParametersByPath,
 	OpDescribeParameters:  (*Server).describeParameters,

@@ -40,6 +40,7 @@ const (
 	OpGetSecretValue            = "secretsmanager.GetSecretValue"
 	OpDescribeSecret            = "secretsmanager.DescribeSecret"
 	OpBatchGetSecretValue       = "secretsmanager.BatchGetSecretValue"
+	OpListSecrets               = "secretsmanager.ListSecrets"
 	OpGetParameter              = "AmazonSSM.GetParameter"
 	OpGetParametersByPath       = "AmazonSSM.GetParametersByPath"
 	OpDescribeParameters        = "AmazonSSM.DescribeParameters"
