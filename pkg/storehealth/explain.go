@@ -23,6 +23,11 @@ const (
 	// namespace using it (a service account of that namespace) answers;
 	// each ExternalSecret's Ready condition reports its own login.
 	ReasonReachable = "Reachable"
+	// ReasonNotProbed: the store has no login keyhook may make on its own:
+	// a ClusterSecretStore of AWS or Google whose login uses each
+	// namespace's identity, or a Google SecretStore without a key (only
+	// injected pods, as themselves, use it). Its status is Unknown.
+	ReasonNotProbed = "NotProbed"
 	// ReasonUnreachable: the server did not answer (refused, no route, no
 	// such host, timed out).
 	ReasonUnreachable = "ServerUnreachable"

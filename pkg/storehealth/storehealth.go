@@ -199,8 +199,12 @@ func (r *Reconciler) probe(ctx context.Context, ns, name string, spec *v1alpha1.
 			return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReachable,
 				Message: "the server answers; logins use a service account or Secret of each namespace that uses the store, so each ExternalSecret's Ready condition reports its own"}
 		}
-		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonReachable,
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonNotProbed,
 			Message: "not probed: logins use a service account or Secret of each namespace that uses the store, so each ExternalSecret's Ready condition reports its own"}
+	}
+	if g := spec.Provider.GCPSM; r.Kind == v1alpha1.SecretStoreKindNamespaced && g != nil && g.Auth.SecretRef == nil {
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonNotProbed,
+			Message: "not probed: without auth.secretRef only injected pods use this store, each as its own workload identity; keyhook never logs in for a namespace as its own"}
 	}
 
 	src, err := r.source(ctx, ns, name, spec)
