@@ -55,6 +55,7 @@ func waitStoreReady(ctx context.Context, t *testing.T, obj client.Object, status
 
 func wantSays(t *testing.T, what, msg string, says ...string) {
 	t.Helper()
+	t.Logf("%s: %s", what, msg)
 	for _, s := range says {
 		if !strings.Contains(msg, s) {
 			t.Errorf("%s: Ready message %q does not say %q", what, msg, s)
