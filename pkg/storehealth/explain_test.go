@@ -79,7 +79,9 @@ func TestExplainBoundsTheMessage(t *testing.T) {
 }
 
 func TestPerNamespaceLogin(t *testing.T) {
-	sel := func(ns string) v1alpha1.SecretKeySelector { return v1alpha1.SecretKeySelector{Name: "s", Key: "k", Namespace: ns} }
+	sel := func(ns string) v1alpha1.SecretKeySelector {
+		return v1alpha1.SecretKeySelector{Name: "s", Key: "k", Namespace: ns}
+	}
 	ptr := func(s v1alpha1.SecretKeySelector) *v1alpha1.SecretKeySelector { return &s }
 	for _, tc := range []struct {
 		name string
