@@ -215,18 +215,13 @@ func (r *Reconciler) probe(ctx context.Context, ns, name string, spec *v1alpha1.
 	if err != nil {
 		return fail(StageLogin, err)
 	}
+	// Close ends the probe's session: a Vault token from a login is revoked
+	// then, not left to live out its TTL.
 	defer func() {
-		// The login was the probe's alone: its Vault token goes now, not at
-		// the end of its TTL. A token the store supplies is not ours to end.
-		if v, ok := p.(*vault.Provider); ok && spec.Provider.Vault != nil && spec.Provider.Vault.Auth.TokenSecretRef == nil {
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer rcancel()
-			if err := v.RevokeSelf(rctx); err != nil {
-				log.FromContext(ctx).Info("could not revoke the probe's Vault token", "error", err.Error())
-			}
-		}
 		if c, ok := p.(io.Closer); ok {
-			_ = c.Close()
+			if err := c.Close(); err != nil {
+				log.FromContext(ctx).Info("closing the probe's provider", "error", err.Error())
+			}
 		}
 	}()
 	if pr, ok := p.(Prober); ok {

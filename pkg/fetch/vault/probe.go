@@ -50,16 +50,6 @@ func (p *Provider) Probe(ctx context.Context) error {
 	return nil
 }
 
-// RevokeSelf revokes the provider's token (auth/token/revoke-self). Call it
-// when the token came from a login made for this provider alone, never for
-// a token the store supplied.
-func (p *Provider) RevokeSelf(ctx context.Context) error {
-	if err := p.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
-		return fmt.Errorf("vault token revoke-self: %w", classify(err))
-	}
-	return nil
-}
-
 // Reach checks, without logging in, that a Vault server answers at
 // cfg.Server over a connection verified with cfg.CABundle: sys/health,
 // which needs no token. It is what can be checked of a store whose login
