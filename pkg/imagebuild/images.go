@@ -43,7 +43,9 @@ var Images = []Image{
 		Description: "keyhook admission webhook: pod injection, validation of keyhook's kinds, TLS"},
 	{Name: "controller", Package: "./cmd/controller", Binary: "keyhook-controller", When: HasPackage("cmd/controller"),
 		Description: "keyhook controller: ExternalSecret sync, rollouts, policy labelling, certificates"},
-	{Name: "init-agent", Package: "./cmd/init-agent", Binary: "keyhook-init-agent",
+	// "all" selects every provider once providers are build-tagged (an
+	// unknown tag changes nothing before).
+	{Name: "init-agent", Package: "./cmd/init-agent", Tags: []string{"all"}, Binary: "keyhook-init-agent",
 		Description: "keyhook init-agent with every provider"},
 	{Name: "init-agent-vault", Package: "./cmd/init-agent", Tags: []string{"vault"}, Binary: "keyhook-init-agent", When: HasBuildTag("vault"),
 		Description: "keyhook init-agent for Vault / OpenBao only"},
