@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -101,6 +102,13 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 			}
 		}
 	}
+	for i, d := range es.Spec.DataFrom {
+		if d.Find != nil && d.Find.Name != nil {
+			if _, err := regexp.Compile(d.Find.Name.RegExp); err != nil {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "dataFrom").Index(i).Child("find", "name", "regexp"), d.Find.Name.RegExp, "not a regular expression: "+err.Error()))
+			}
+		}
+	}
 	// A store created after its ExternalSecret is normal with kubectl apply
 	// or GitOps: let it through with a warning, and check at sync.
 	ref := es.Spec.SecretStoreRef
@@ -129,11 +137,38 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 	case *v1alpha1.SecretStore:
 		errs = append(errs, validateVersions(&st.Spec, es)...)
 		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
+		errs = append(errs, validateFind(&st.Spec, es)...)
 	case *v1alpha1.ClusterSecretStore:
 		errs = append(errs, validateVersions(&st.Spec, es)...)
 		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
+		errs = append(errs, validateFind(&st.Spec, es)...)
 	}
 	return errs, "", nil
+}
+
+// validateFind checks each dataFrom.find against what the store's provider
+// declares it can find by: a find the sync and the agent would both fail is
+// refused here, with the reason.
+func validateFind(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
+	caps := secretsync.StoreCapabilities(store).Find
+	provider := secretsync.ProviderName(store)
+	var errs field.ErrorList
+	for i, d := range es.Spec.DataFrom {
+		f := d.Find
+		if f == nil {
+			continue
+		}
+		path := field.NewPath("spec", "dataFrom").Index(i).Child("find")
+		switch {
+		case !caps.Path:
+			errs = append(errs, field.Forbidden(path, fmt.Sprintf("the store's provider (%s) cannot find secrets by name; list them in data or dataFrom.extract", provider)))
+		case f.Name != nil && !caps.Name:
+			errs = append(errs, field.Forbidden(path.Child("name"), fmt.Sprintf("the store's provider (%s) finds by path prefix only; remove name and narrow the path", provider)))
+		case len(f.Tags) > 0 && !caps.Tags:
+			errs = append(errs, field.Forbidden(path.Child("tags"), fmt.Sprintf("the store's provider (%s) cannot find by tags; remove them", provider)))
+		}
+	}
+	return errs
 }
 
 // validateVersions checks remoteRef versions against what the store's

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -64,12 +63,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return
 		}
 		delete(providers, key)
-		if c, ok := p.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				// The files are what the pod needs; a token left to expire
-				// with its TTL is not worth failing the pod for.
-				cfg.Log("warning: %s: %s", storeNames[key], oneLine(err.Error()))
-			}
+		if err := p.Close(); err != nil {
+			// The files are what the pod needs; a token left to expire
+			// with its TTL is not worth failing the pod for.
+			cfg.Log("warning: %s: %s", storeNames[key], oneLine(err.Error()))
 		}
 	}
 	defer func() {

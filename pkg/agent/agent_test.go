@@ -51,6 +51,14 @@ func (p *fakeProvider) GetSecret(_ context.Context, ref fetch.Ref) ([]byte, erro
 	return []byte(p.store + "/" + ref.Key), nil
 }
 
+func (p *fakeProvider) Find(context.Context, fetch.FindQuery) (map[string][]byte, error) {
+	return nil, fetch.ErrNotSupported
+}
+
+func (p *fakeProvider) CurrentVersion(context.Context, string) (string, error) {
+	return "", fetch.ErrNotSupported
+}
+
 func (p *fakeProvider) Close() error {
 	p.r.add("close " + p.store)
 	return p.closeErr

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 )
@@ -24,29 +25,109 @@ type Ref struct {
 }
 
 // Provider reads secrets from one secret manager, already authenticated.
+//
+// Every capability is a method of the interface. A provider without one
+// answers with an error wrapping ErrNotSupported, and declares as much up
+// front in its Capabilities. Capabilities are never discovered by type
+// assertion: a type that wraps a provider (the sync's read cache) must then
+// forward each method or fail to compile, where an optional interface would
+// be dropped without a word.
 type Provider interface {
 	// GetSecret returns the whole remote secret. Structured secrets (a Vault
 	// KV secret, a JSON string) are returned as JSON. Errors wrap ErrNotFound,
 	// ErrAccessDenied or ErrInvalid where they apply, and never contain a value.
 	GetSecret(ctx context.Context, ref Ref) ([]byte, error)
-}
 
-// VersionProber is implemented by providers that can tell the current
-// version of a remote secret without reading its value.
-type VersionProber interface {
+	// Find returns the current value of every secret that q selects,
+	// keyed by full name (dataFrom.find), in few calls. A provider without
+	// Capabilities.Find (or without the part of it q uses) returns an
+	// error wrapping ErrNotSupported.
+	Find(ctx context.Context, q FindQuery) (map[string][]byte, error)
+
 	// CurrentVersion returns an opaque version that changes whenever the
-	// secret's value does.
+	// secret's value does, without reading the value (the version probe of
+	// rollouts). Without Capabilities.VersionProbe it returns an error
+	// wrapping ErrNotSupported.
 	CurrentVersion(ctx context.Context, key string) (string, error)
+
+	// Close releases what the provider holds: it revokes a Vault token it
+	// logged in for and closes connections. It is safe to call twice.
+	Close() error
 }
 
-// Finder is implemented by providers that can read many secrets by name in
-// few calls (dataFrom.find).
-type Finder interface {
-	// Find returns the value of every secret whose name starts with path
-	// (Secrets Manager) or lies under it (Parameter Store, recursively),
-	// keyed by full name.
-	Find(ctx context.Context, path string) (map[string][]byte, error)
+// FindQuery selects secrets by name (dataFrom.find).
+type FindQuery struct {
+	// Path is a name prefix: for providers with hierarchical names (Vault,
+	// Parameter Store) everything under it, recursively.
+	Path string
+	// Name, when set, is a regular expression (RE2) that the full name
+	// must match, anywhere in it unless anchored.
+	Name string
+	// Tags, when set, must all be labels (Google) or tags of the secret,
+	// with these values.
+	Tags map[string]string
 }
+
+// Capabilities is what a provider can do beyond GetSecret, declared by its
+// package for a store's configuration before any login: admission refuses
+// an ExternalSecret its store cannot serve, and the provider's methods
+// answer ErrNotSupported exactly where these say no.
+type Capabilities struct {
+	// Find is what dataFrom.find may use.
+	Find FindCapabilities
+	// VersionProbe reports whether CurrentVersion tells a secret's version
+	// without reading its value (Vault KV v2 metadata, Secrets Manager
+	// DescribeSecret, Secret Manager GetSecretVersion, Parameter Store
+	// GetParameterHistory).
+	VersionProbe bool
+}
+
+// FindCapabilities says which parts of a FindQuery a provider serves.
+type FindCapabilities struct {
+	// Path: secrets by name prefix. A provider that finds at all does this.
+	Path bool
+	// Name: a regular expression over names.
+	Name bool
+	// Tags: labels or tags with given values.
+	Tags bool
+}
+
+// Check returns an error wrapping ErrNotSupported when c cannot serve q.
+func (c FindCapabilities) Check(q FindQuery) error {
+	switch {
+	case !c.Path:
+		return fmt.Errorf("dataFrom.find: %w", ErrNotSupported)
+	case q.Name != "" && !c.Name:
+		return fmt.Errorf("dataFrom.find.name: %w", ErrNotSupported)
+	case len(q.Tags) > 0 && !c.Tags:
+		return fmt.Errorf("dataFrom.find.tags: %w", ErrNotSupported)
+	}
+	return nil
+}
+
+// MaxFound bounds how many secrets one dataFrom.find may return, so that a
+// short prefix does not read a whole secret manager into one Secret (which
+// the API server caps at 1 MiB anyway).
+const MaxFound = 500
+
+// Matcher returns a function telling whether a full name is selected by
+// q's path and name; an invalid regular expression wraps ErrInvalid.
+func (q FindQuery) Matcher() (func(name string) bool, error) {
+	var re *regexp.Regexp
+	if q.Name != "" {
+		var err error
+		if re, err = regexp.Compile(q.Name); err != nil {
+			return nil, fmt.Errorf("dataFrom.find.name %q is not a regular expression (%v): %w", q.Name, err, ErrInvalid)
+		}
+	}
+	return func(name string) bool {
+		return strings.HasPrefix(name, q.Path) && (re == nil || re.MatchString(name))
+	}, nil
+}
+
+// ErrNotSupported means the provider does not have the capability asked
+// for. It wraps errors.ErrUnsupported.
+var ErrNotSupported = fmt.Errorf("not supported by this provider: %w", errors.ErrUnsupported)
 
 // Classes of provider errors. Errors that wrap none of them are transient:
 // worth retrying.

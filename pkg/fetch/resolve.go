@@ -23,7 +23,7 @@ func Resolve(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.
 	out := make(map[string][]byte, len(data))
 	for _, df := range dataFrom {
 		if df.Find != nil {
-			fields, err := r.find(ctx, df.Find.Path)
+			fields, err := r.find(ctx, FindQuery{Path: df.Find.Path, Name: df.Find.Name, Tags: df.Find.Tags})
 			if err != nil {
 				return nil, &KeyError{Key: df.Find.Path, Remote: df.Find.Path, Err: err}
 			}
@@ -68,17 +68,21 @@ type reader struct {
 	seen map[Ref][]byte
 }
 
-// find reads the secrets under path and names each by its name relative to
-// path, with "/" turned into "_" so that every name is a valid file name and
-// Secret key.
-func (r *reader) find(ctx context.Context, path string) (map[string][]byte, error) {
-	f, ok := r.p.(Finder)
-	if !ok {
-		return nil, fmt.Errorf("dataFrom.find is not supported by this provider: %w", ErrInvalid)
+// find reads the secrets q selects and names each by its name relative to
+// q.Path, with "/" turned into "_" so that every name is a valid file name
+// and Secret key.
+func (r *reader) find(ctx context.Context, q FindQuery) (map[string][]byte, error) {
+	path := q.Path
+	found, err := r.p.Find(ctx, q)
+	if errors.Is(err, ErrNotSupported) {
+		// It will not become supported by retrying.
+		return nil, fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
-	found, err := f.Find(ctx, path)
 	if err != nil {
 		return nil, err
+	}
+	if len(found) > MaxFound {
+		return nil, fmt.Errorf("dataFrom.find under %q selects %d secrets, more than %d; narrow its path or name: %w", path, len(found), MaxFound, ErrInvalid)
 	}
 	out := make(map[string][]byte, len(found))
 	from := make(map[string]string, len(found))
@@ -230,7 +234,7 @@ func fieldList(obj map[string]any) string {
 
 // Versions returns the current version of every remote secret that data and
 // dataFrom read, by remote key, without reading values: pinned versions as
-// they are, others from p's VersionProber. It returns an error wrapping
+// they are, others from p's CurrentVersion. It returns an error wrapping
 // errors.ErrUnsupported when p cannot tell versions without reading values.
 func Versions(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan.DataFrom) (map[string]string, error) {
 	refs := make([]plan.Ref, 0, len(data)+len(dataFrom))
@@ -244,7 +248,6 @@ func Versions(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan
 	for _, d := range data {
 		refs = append(refs, d.Ref)
 	}
-	prober, canProbe := p.(VersionProber)
 	out := make(map[string]string, len(refs))
 	for _, ref := range refs {
 		if _, seen := out[ref.Key]; seen {
@@ -254,10 +257,10 @@ func Versions(ctx context.Context, p Provider, data []plan.Data, dataFrom []plan
 			out[ref.Key] = ref.Version
 			continue
 		}
-		if !canProbe {
-			return nil, fmt.Errorf("the provider has no versions: %w", errors.ErrUnsupported)
+		v, err := p.CurrentVersion(ctx, ref.Key)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return nil, fmt.Errorf("the provider has no versions: %w", err)
 		}
-		v, err := prober.CurrentVersion(ctx, ref.Key)
 		if err != nil {
 			return nil, &KeyError{Key: ref.Key, Remote: ref.Key, Err: err}
 		}

@@ -30,19 +30,28 @@ func (p *fakeProvider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, er
 	return p.getSecret(ctx, ref)
 }
 
-// fakeFinder is a Provider that also implements Finder.
+// Find, CurrentVersion: a fakeProvider has neither.
+func (p *fakeProvider) Find(_ context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	return nil, fetch.FindCapabilities{}.Check(q)
+}
+
+func (p *fakeProvider) CurrentVersion(context.Context, string) (string, error) {
+	return "", fmt.Errorf("versions: %w", fetch.ErrNotSupported)
+}
+
+func (p *fakeProvider) Close() error { return nil }
+
+// fakeFinder is a Provider that can find.
 type fakeFinder struct {
 	fakeProvider
 	find  func(ctx context.Context, path string) (map[string][]byte, error)
-	finds []string
+	finds []fetch.FindQuery
 }
 
-func (p *fakeFinder) Find(ctx context.Context, path string) (map[string][]byte, error) {
-	p.finds = append(p.finds, path)
-	return p.find(ctx, path)
+func (p *fakeFinder) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	p.finds = append(p.finds, q)
+	return p.find(ctx, q.Path)
 }
-
-var _ fetch.Finder = (*fakeFinder)(nil)
 
 // store answers reads from key → value (any version), and ErrNotFound for
 // any other key, as real providers do.
@@ -383,7 +392,7 @@ func TestResolveFind(t *testing.T) {
 	}
 	got, err := fetch.Resolve(context.Background(), p,
 		[]plan.Data{{SecretKey: "api_user", Ref: plan.Ref{Key: "/app/db", Property: "user"}}},
-		[]plan.DataFrom{{Find: &plan.Find{Path: "/app/"}}})
+		[]plan.DataFrom{{Find: &plan.Find{Path: "/app/", Name: "^/app/(db|api/)", Tags: map[string]string{"team": "a"}}}})
 	if err != nil {
 		t.Fatalf("Resolve: %v", err)
 	}
@@ -391,7 +400,8 @@ func TestResolveFind(t *testing.T) {
 	if diff := cmp.Diff(want, strs(got)); diff != "" {
 		t.Errorf("data (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"/app/"}, p.finds); diff != "" {
+	// The whole query reaches the provider.
+	if diff := cmp.Diff([]fetch.FindQuery{{Path: "/app/", Name: "^/app/(db|api/)", Tags: map[string]string{"team": "a"}}}, p.finds); diff != "" {
 		t.Errorf("finds (-want +got):\n%s", diff)
 	}
 }
@@ -497,7 +507,21 @@ func TestResolveErrors(t *testing.T) {
 			dataFrom: []plan.DataFrom{{Find: &plan.Find{Path: "/app/"}}},
 			wantKey:  "/app/", wantRemote: "/app/",
 			wantClass: fetch.ErrInvalid, wantPermanent: true,
-			wantIn: []string{"dataFrom.find is not supported"},
+			wantIn: []string{"dataFrom.find: not supported by this provider"},
+		},
+		{
+			name: "find of too many secrets",
+			provider: &fakeFinder{find: func(context.Context, string) (map[string][]byte, error) {
+				out := map[string][]byte{}
+				for i := range fetch.MaxFound + 1 {
+					out[fmt.Sprintf("/app/s%d", i)] = []byte(planted)
+				}
+				return out, nil
+			}},
+			dataFrom: []plan.DataFrom{{Find: &plan.Find{Path: "/app/"}}},
+			wantKey:  "/app/", wantRemote: "/app/",
+			wantClass: fetch.ErrInvalid, wantPermanent: true,
+			wantIn: []string{"more than 500", "narrow"},
 		},
 		{
 			name: "find that fails",

@@ -357,7 +357,11 @@ func PlanDataFrom(in []v1alpha1.ExternalSecretDataFrom) []plan.DataFrom {
 		case d.Extract != nil:
 			out = append(out, plan.DataFrom{Extract: &plan.Ref{Key: d.Extract.Key, Property: d.Extract.Property, Version: d.Extract.Version}})
 		case d.Find != nil:
-			out = append(out, plan.DataFrom{Find: &plan.Find{Path: d.Find.Path}})
+			f := &plan.Find{Path: d.Find.Path, Tags: d.Find.Tags}
+			if d.Find.Name != nil {
+				f.Name = d.Find.Name.RegExp
+			}
+			out = append(out, plan.DataFrom{Find: f})
 		}
 	}
 	return out

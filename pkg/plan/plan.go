@@ -73,6 +73,10 @@ type DataFrom struct {
 // Find reads every remote secret under a path, one key each.
 type Find struct {
 	Path string `json:"path"`
+	// Name is a regular expression the full name must match.
+	Name string `json:"name,omitempty"`
+	// Tags are labels (Google) or tags the secret must carry.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // Store is the provider configuration the agent needs. Exactly one provider is set.

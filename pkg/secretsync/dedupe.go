@@ -21,8 +21,8 @@ import (
 )
 
 // ProviderCalls counts calls to providers by the sync, by provider, call
-// (login, get_secret, current_version) and status (success, not_found,
-// access_denied, invalid, error).
+// (login, get_secret, find, current_version) and status (success,
+// not_found, access_denied, invalid, throttled, not_supported, error).
 var ProviderCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "keyhook_provider_calls_total",
 	Help: "Calls from the sync to secret providers, by provider, call and status.",
@@ -44,6 +44,8 @@ func callStatus(err error) string {
 		return "invalid"
 	case errors.Is(err, fetch.ErrThrottled):
 		return "throttled"
+	case errors.Is(err, errors.ErrUnsupported):
+		return "not_supported"
 	default:
 		return "error"
 	}
@@ -176,10 +178,9 @@ type cachedProvider struct {
 	reused  bool     // the session was another sync's login
 }
 
-var (
-	_ fetch.Provider      = (*cachedProvider)(nil)
-	_ fetch.VersionProber = (*cachedProvider)(nil)
-)
+// A cachedProvider is a fetch.Provider: it forwards every capability of
+// the provider it wraps (the compiler sees to it), through the cache.
+var _ fetch.Provider = (*cachedProvider)(nil)
 
 // provider returns the logged-in provider: this reader's, else a live
 // session of its scope, else a new login (shared as a session when
@@ -320,14 +321,34 @@ func (p *cachedProvider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, 
 
 func (p *cachedProvider) CurrentVersion(ctx context.Context, key string) (string, error) {
 	v, err := p.cached(ctx, "current_version", key, func(inner fetch.Provider) ([]byte, error) {
-		prober, ok := inner.(fetch.VersionProber)
-		if !ok {
-			return nil, fmt.Errorf("the provider has no versions: %w", errors.ErrUnsupported)
-		}
-		v, err := prober.CurrentVersion(ctx, key)
+		v, err := inner.CurrentVersion(ctx, key)
 		return []byte(v), err
 	})
 	return string(v), err
+}
+
+// Find shares one provider's find among the ExternalSecrets of a scope as
+// GetSecret shares reads: the same query within maxAge is answered once.
+func (p *cachedProvider) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	key, err := json.Marshal(q) // map keys are sorted: one key per query
+	if err != nil {
+		return nil, err
+	}
+	raw, err := p.cached(ctx, "find", string(key), func(inner fetch.Provider) ([]byte, error) {
+		found, err := inner.Find(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(found)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var found map[string][]byte
+	if err := json.Unmarshal(raw, &found); err != nil {
+		return nil, fmt.Errorf("decoding a cached find: %w", err)
+	}
+	return found, nil
 }
 
 func (p *cachedProvider) cached(ctx context.Context, call, key string, read func(fetch.Provider) ([]byte, error)) ([]byte, error) {

@@ -21,6 +21,7 @@ import (
 type backend struct {
 	mu             sync.Mutex
 	logins, closed int
+	finds          int
 	reads          map[string]int // key → reads
 	deny           func(login int) bool
 }
@@ -46,6 +47,25 @@ func (p *fakeProvider) GetSecret(_ context.Context, ref fetch.Ref) ([]byte, erro
 	}
 	p.b.reads[ref.Key]++
 	return []byte(p.ns + ":" + ref.Key), nil
+}
+
+// Find finds the keys read so far, with their value: enough to tell that
+// the query reached this provider through the cache.
+func (p *fakeProvider) Find(_ context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.finds++
+	out := map[string][]byte{}
+	for k := range p.b.reads {
+		if strings.HasPrefix(k, q.Path) {
+			out[k] = []byte(p.ns + ":" + k)
+		}
+	}
+	return out, nil
+}
+
+func (p *fakeProvider) CurrentVersion(context.Context, string) (string, error) {
+	return "", fetch.ErrNotSupported
 }
 
 func (p *fakeProvider) Close() error {
@@ -283,5 +303,35 @@ func TestStopClosesEverySession(t *testing.T) {
 	}
 	if b.logins != 3 || b.closed != 3 || len(c.sessions) != 0 {
 		t.Errorf("logins %d, closed %d, sessions %d; want the late login closed, no session kept", b.logins, b.closed, len(c.sessions))
+	}
+}
+
+// The read cache forwards find (dataFrom.find) to the provider it wraps, and
+// shares its answer within a scope as it shares reads: it used to wrap
+// providers in a type that dropped the capability, so find failed in the
+// sync alone.
+func TestReadCacheForwardsFind(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Minute, clk)
+	b := &backend{reads: map[string]int{"app/db": 1, "app/api": 1, "other/x": 1}}
+	es := source("a").ExternalSecret
+	es.Spec.DataFrom = []v1alpha1.ExternalSecretDataFrom{{Find: &v1alpha1.ExternalSecretFind{Path: "app/"}}}
+	for range 2 {
+		p, err := c.Provider(source("a"), b.factory, c.TTL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := resolveData(context.Background(), p, es)
+		if err != nil {
+			t.Fatalf("find through the read cache: %v", err)
+		}
+		want := map[string]string{"db": "a:app/db", "api": "a:app/api"}
+		if len(got) != len(want) || string(got["db"]) != want["db"] || string(got["api"]) != want["api"] {
+			t.Errorf("found %q, want %q", got, want)
+		}
+		_ = closeProvider(p)
+	}
+	if b.finds != 1 {
+		t.Errorf("the provider was asked to find %d times for one query within the TTL, want 1", b.finds)
 	}
 }

@@ -3,7 +3,6 @@ package secretsync
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -161,6 +160,24 @@ func (f *factory) gcpsm(ctx context.Context, src *resolve.Source) (fetch.Provide
 	return gcpsm.New(ctx, cfg)
 }
 
+// StoreCapabilities is what a store's provider can do beyond reading one
+// secret, as its package declares it: admission checks dataFrom.find
+// against it, before any login.
+func StoreCapabilities(store *v1alpha1.SecretStoreSpec) fetch.Capabilities {
+	switch p := store.Provider; {
+	case p.Vault != nil:
+		if p.Vault.Version == v1alpha1.VaultKVv1 {
+			return vault.Capabilities(1)
+		}
+		return vault.Capabilities(2)
+	case p.AWS != nil:
+		return awsfetch.Capabilities(string(p.AWS.Service))
+	case p.GCPSM != nil:
+		return gcpsm.Capabilities()
+	}
+	return fetch.Capabilities{}
+}
+
 // ProviderName names the provider of a store in metrics.
 func ProviderName(store *v1alpha1.SecretStoreSpec) string {
 	switch p := store.Provider; {
@@ -176,12 +193,13 @@ func ProviderName(store *v1alpha1.SecretStoreSpec) string {
 	return "unknown"
 }
 
-// closeProvider releases what a provider holds open (a gRPC connection).
+// closeProvider releases what a provider holds (a Vault token, a gRPC
+// connection).
 func closeProvider(p fetch.Provider) error {
-	if c, ok := p.(io.Closer); ok {
-		return c.Close()
+	if p == nil {
+		return nil // a reader that never logged in
 	}
-	return nil
+	return p.Close()
 }
 
 func (f *factory) vault(ctx context.Context, src *resolve.Source) (fetch.Provider, error) {

@@ -81,12 +81,34 @@ type ExternalSecretExtract struct {
 	Version string `json:"version,omitempty"`
 }
 
-// ExternalSecretFind selects remote secrets by name.
+// ExternalSecretFind selects remote secrets by name: every secret whose name
+// starts with path and, when set, matches name.regexp and carries tags.
+// Each becomes one key, named by its name after path with "/" turned into
+// "_". At most 500 secrets.
 type ExternalSecretFind struct {
-	// Path is a name prefix (Secrets Manager) or a parameter path
-	// (Parameter Store, read recursively), e.g. "/team-a/".
+	// Path is a name prefix: a Secrets Manager or Google secret name prefix,
+	// a Parameter Store path or a Vault KV path (both read recursively),
+	// e.g. "team-a/".
 	// +kubebuilder:validation:MinLength=1
 	Path string `json:"path"`
+
+	// Name selects, among the secrets under path, those whose full name
+	// matches a regular expression (Vault, Google Secret Manager).
+	// +optional
+	Name *FindName `json:"name,omitempty"`
+
+	// Tags selects secrets carrying all these labels with these values
+	// (Google Secret Manager labels).
+	// +optional
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// FindName matches secret names.
+type FindName struct {
+	// RegExp is a regular expression (RE2 syntax) matched against the full
+	// name, anywhere in it unless anchored with ^ and $.
+	// +kubebuilder:validation:MinLength=1
+	RegExp string `json:"regexp"`
 }
 
 // ExternalSecretDataFrom reads many keys at once.
@@ -98,7 +120,8 @@ type ExternalSecretDataFrom struct {
 	Extract *ExternalSecretExtract `json:"extract,omitempty"`
 
 	// Find reads every remote secret whose name matches, one key per
-	// secret (AWS Secrets Manager and SSM Parameter Store).
+	// secret (Vault, AWS Secrets Manager and SSM Parameter Store, Google
+	// Secret Manager).
 	// +optional
 	Find *ExternalSecretFind `json:"find,omitempty"`
 }

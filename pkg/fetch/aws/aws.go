@@ -88,9 +88,15 @@ type WebIdentity struct {
 	Token string
 }
 
+// Capabilities declares what a store of service (ServiceSecretsManager or
+// ServiceParameterStore) can do: find by name prefix (Parameter Store: by
+// path, recursively) and versions, on both.
+func Capabilities(service string) fetch.Capabilities {
+	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true}, VersionProbe: true}
+}
+
 // New returns a Provider for cfg.Service: a *SecretsManager or a
-// *ParameterStore, both of which also implement fetch.VersionProber and
-// fetch.Finder. Credentials from STS are obtained here, once, and reused
+// *ParameterStore. Credentials from STS are obtained here, once, and reused
 // (refreshed only when they expire) for every read the provider makes, so
 // New fails on bad credentials before any secret is read.
 //

@@ -479,8 +479,8 @@ func TestSecretsManagerFind(t *testing.T) {
 
 	t.Run("across pages", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceSecretsManager, reader)).(fetch.Finder)
-		got, err := p.Find(context.Background(), "app/")
+		p := mustNew(t, config(srv, aws.ServiceSecretsManager, reader))
+		got, err := p.Find(context.Background(), fetch.FindQuery{Path: "app/"})
 		if err != nil {
 			t.Fatalf("Find: %v", err)
 		}
@@ -497,21 +497,35 @@ func TestSecretsManagerFind(t *testing.T) {
 	})
 	t.Run("a secret that may not be read", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceSecretsManager, partial)).(fetch.Finder)
-		_, err := p.Find(context.Background(), "app/")
+		p := mustNew(t, config(srv, aws.ServiceSecretsManager, partial))
+		_, err := p.Find(context.Background(), fetch.FindQuery{Path: "app/"})
 		checkErr(t, err, fetch.ErrAccessDenied, []string{`"app/b"`, partial.AccessKeyID}, []string{"va", "vb", partial.SecretAccessKey})
 	})
 	t.Run("without ListSecrets", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceSecretsManager, nolist)).(fetch.Finder)
-		_, err := p.Find(context.Background(), "app/")
+		p := mustNew(t, config(srv, aws.ServiceSecretsManager, nolist))
+		_, err := p.Find(context.Background(), fetch.FindQuery{Path: "app/"})
 		checkErr(t, err, fetch.ErrAccessDenied, []string{"ListSecrets", nolist.AccessKeyID}, nil)
 	})
 	t.Run("negated prefix", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceSecretsManager, reader)).(fetch.Finder)
-		_, err := p.Find(context.Background(), "!app/")
+		p := mustNew(t, config(srv, aws.ServiceSecretsManager, reader))
+		_, err := p.Find(context.Background(), fetch.FindQuery{Path: "!app/"})
 		checkErr(t, err, fetch.ErrInvalid, nil, nil)
+	})
+	// As Capabilities declares: by prefix only, on both services.
+	t.Run("name and tags are not supported", func(t *testing.T) {
+		t.Parallel()
+		for _, service := range []string{aws.ServiceSecretsManager, aws.ServiceParameterStore} {
+			if c := aws.Capabilities(service).Find; !c.Path || c.Name || c.Tags {
+				t.Errorf("%s declares find %+v, want by path only", service, c)
+			}
+			p := mustNew(t, config(srv, service, reader))
+			for _, q := range []fetch.FindQuery{{Path: "app/", Name: "db"}, {Path: "app/", Tags: map[string]string{"team": "a"}}} {
+				_, err := p.Find(context.Background(), q)
+				checkErr(t, err, fetch.ErrNotSupported, nil, nil)
+			}
+		}
 	})
 }
 
@@ -546,8 +560,8 @@ func TestParameterStoreFind(t *testing.T) {
 	srv.PutParameter("/apple", awstest.String, "not-under")
 	srv.PutParameter("/other/x", awstest.String, "not-under")
 
-	p := mustNew(t, config(srv, aws.ServiceParameterStore, reader)).(fetch.Finder)
-	got, err := p.Find(context.Background(), "/app")
+	p := mustNew(t, config(srv, aws.ServiceParameterStore, reader))
+	got, err := p.Find(context.Background(), fetch.FindQuery{Path: "/app"})
 	if err != nil {
 		t.Fatalf("Find: %v", err)
 	}
@@ -558,7 +572,7 @@ func TestParameterStoreFind(t *testing.T) {
 		t.Errorf("GetParametersByPath called %d times, want 3 (5 parameters, 2 a page)", n)
 	}
 
-	_, err = p.Find(context.Background(), "/other")
+	_, err = p.Find(context.Background(), fetch.FindQuery{Path: "/other"})
 	checkErr(t, err, fetch.ErrAccessDenied, []string{`"/other"`, reader.AccessKeyID}, []string{"not-under"})
 }
 
@@ -567,7 +581,7 @@ func TestSecretsManagerCurrentVersion(t *testing.T) {
 	srv := newServer(t)
 	watcher := srv.AddUser("watcher")
 	srv.Allow(watcher.ARN, "app/", "secretsmanager:DescribeSecret")
-	p := mustNew(t, config(srv, aws.ServiceSecretsManager, watcher)).(fetch.VersionProber)
+	p := mustNew(t, config(srv, aws.ServiceSecretsManager, watcher))
 	ctx := context.Background()
 
 	v1 := srv.PutSecretString("app/db", "one")
@@ -614,7 +628,7 @@ func TestParameterStoreCurrentVersion(t *testing.T) {
 
 	t.Run("DescribeParameters", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer)).(fetch.VersionProber)
+		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer))
 		got, err := p.CurrentVersion(ctx, "/app/db")
 		if err != nil || got != "1" {
 			t.Fatalf("CurrentVersion = %q, %v; want 1", got, err)
@@ -627,7 +641,7 @@ func TestParameterStoreCurrentVersion(t *testing.T) {
 	})
 	t.Run("GetParameter when DescribeParameters is denied", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceParameterStore, scoped)).(fetch.VersionProber)
+		p := mustNew(t, config(srv, aws.ServiceParameterStore, scoped))
 		for range 3 {
 			got, err := p.CurrentVersion(ctx, "/app/db")
 			if err != nil || got != "1" {
@@ -641,7 +655,7 @@ func TestParameterStoreCurrentVersion(t *testing.T) {
 	t.Run("changes after Put", func(t *testing.T) {
 		t.Parallel()
 		srv.PutParameter("/app/rotating", awstest.String, "one")
-		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer)).(fetch.VersionProber)
+		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer))
 		before, err := p.CurrentVersion(ctx, "/app/rotating")
 		if err != nil {
 			t.Fatal(err)
@@ -654,7 +668,7 @@ func TestParameterStoreCurrentVersion(t *testing.T) {
 	})
 	t.Run("pinned version", func(t *testing.T) {
 		t.Parallel()
-		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer)).(fetch.VersionProber)
+		p := mustNew(t, config(srv, aws.ServiceParameterStore, describer))
 		_, err := p.CurrentVersion(ctx, "/app/db:1")
 		checkErr(t, err, fetch.ErrInvalid, []string{"/app/db:1"}, nil)
 	})

@@ -27,10 +27,12 @@ type ParameterStore struct {
 }
 
 var (
-	_ fetch.Provider      = (*ParameterStore)(nil)
-	_ fetch.VersionProber = (*ParameterStore)(nil)
-	_ fetch.Finder        = (*ParameterStore)(nil)
+	_ fetch.Provider = (*ParameterStore)(nil)
 )
+
+// Close releases nothing: the SDK's connections are pooled per client and
+// AWS credentials cannot be revoked.
+func (p *ParameterStore) Close() error { return nil }
 
 // GetSecret returns the value of the parameter ref.Key (a name or an ARN),
 // decrypted. The version is selected as Parameter Store does, with a
@@ -147,7 +149,11 @@ func (p *ParameterStore) describe(ctx context.Context, name string) (string, err
 // Find returns the latest value of every parameter under path,
 // recursively, decrypted and keyed by full name, with GetParametersByPath:
 // one call per page of up to 10 parameters.
-func (p *ParameterStore) Find(ctx context.Context, path string) (map[string][]byte, error) {
+func (p *ParameterStore) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	if err := Capabilities(ServiceParameterStore).Find.Check(q); err != nil {
+		return nil, err
+	}
+	path := q.Path
 	if path == "" {
 		return nil, fmt.Errorf("ssm: empty find path: %w", fetch.ErrInvalid)
 	}

@@ -24,10 +24,12 @@ type SecretsManager struct {
 }
 
 var (
-	_ fetch.Provider      = (*SecretsManager)(nil)
-	_ fetch.VersionProber = (*SecretsManager)(nil)
-	_ fetch.Finder        = (*SecretsManager)(nil)
+	_ fetch.Provider = (*SecretsManager)(nil)
 )
+
+// Close releases nothing: the SDK's connections are pooled per client and
+// AWS credentials cannot be revoked.
+func (p *SecretsManager) Close() error { return nil }
 
 // GetSecret returns the value of the secret ref.Key (a name or an ARN):
 // SecretString as is (a JSON object is then picked apart by fetch.Property
@@ -122,7 +124,11 @@ const batchSize = 20
 // secretsmanager:ListSecrets, and GetSecretValue on each secret; a secret
 // that matches but cannot be read fails the whole Find with an error that
 // names it.
-func (p *SecretsManager) Find(ctx context.Context, path string) (map[string][]byte, error) {
+func (p *SecretsManager) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	if err := Capabilities(ServiceSecretsManager).Find.Check(q); err != nil {
+		return nil, err
+	}
+	path := q.Path
 	if path == "" || strings.HasPrefix(path, "!") {
 		// "!" would turn the filter into "every name but these".
 		return nil, fmt.Errorf("secretsmanager: find path %q must be a non-empty name prefix not starting with '!': %w", path, fetch.ErrInvalid)

@@ -62,6 +62,8 @@ func hint(method string, c codes.Code, id identity) string {
 		return id.name + " needs secretmanager.versions.access on the secret, e.g. roles/secretmanager.secretAccessor"
 	case c == codes.PermissionDenied && method == methodGet:
 		return "reading the current version needs secretmanager.versions.get, e.g. roles/secretmanager.viewer, which roles/secretmanager.secretAccessor does not include"
+	case c == codes.PermissionDenied && method == methodList:
+		return "dataFrom.find lists the project's secrets, which needs secretmanager.secrets.list on the project, e.g. roles/secretmanager.viewer"
 	case c == codes.Unauthenticated:
 		return "the credentials of " + id.name + " were refused"
 	default:

@@ -18,10 +18,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"errors"
 	"hash/crc32"
-	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,6 +32,7 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/oauth2"
+	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -81,16 +85,19 @@ type Provider struct {
 	id             identity
 }
 
-var (
-	_ fetch.Provider      = (*Provider)(nil)
-	_ fetch.VersionProber = (*Provider)(nil)
-	_ io.Closer           = (*Provider)(nil)
-)
+var _ fetch.Provider = (*Provider)(nil)
+
+// Capabilities declares what a Google Secret Manager store can do: find by
+// name prefix, name and labels (tags), and versions.
+func Capabilities() fetch.Capabilities {
+	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true, Name: true, Tags: true}, VersionProbe: true}
+}
 
 // Method names, as error messages give them.
 const (
 	methodAccess = "AccessSecretVersion"
 	methodGet    = "GetSecretVersion"
+	methodList   = "ListSecrets"
 )
 
 // noRetry turns the client's own retries off (it retries
@@ -233,6 +240,70 @@ func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, erro
 		return "", fmt.Errorf("gcpsm %s %s: version %s is %s, it cannot be read: %w", methodGet, name, v.GetName(), v.GetState(), fetch.ErrInvalid)
 	}
 	return v.GetName(), nil
+}
+
+// labelKeyRE and labelValueRE are what Google allows in labels (lowercase
+// ASCII here): checked before a tag goes into a ListSecrets filter, so that
+// no value can change the filter's meaning ("x OR name:y").
+var (
+	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+)
+
+// Find returns the latest version of every secret of the store's project
+// whose ID starts with q.Path and matches q.Name, and whose labels include
+// q.Tags, keyed by secret ID. ListSecrets filters by labels on the server
+// (Secret Manager's filters have no regular expressions); the prefix and
+// name are matched here. It needs secretmanager.secrets.list on the
+// project (roles/secretmanager.viewer) and secretmanager.versions.access on
+// each match. A secret without an enabled latest version is left out. At
+// most fetch.MaxFound secrets.
+func (p *Provider) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	if err := Capabilities().Find.Check(q); err != nil {
+		return nil, err
+	}
+	match, err := q.Matcher()
+	if err != nil {
+		return nil, err
+	}
+	terms := make([]string, 0, len(q.Tags))
+	for _, k := range slices.Sorted(maps.Keys(q.Tags)) {
+		if !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(q.Tags[k]) {
+			return nil, fmt.Errorf("gcpsm: find tag %q=%q is not a Google label (lowercase letters, digits, '_' and '-'; keys start with a letter): %w", k, q.Tags[k], fetch.ErrInvalid)
+		}
+		terms = append(terms, "labels."+k+"="+q.Tags[k])
+	}
+	parent := "projects/" + p.project
+	it := p.client.ListSecrets(ctx, &secretmanagerpb.ListSecretsRequest{Parent: parent, Filter: strings.Join(terms, " AND "), PageSize: 250}, noRetry)
+	var ids []string
+	for {
+		s, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, p.fail(ctx, methodList, parent, err)
+		}
+		n, ok := parseFull(s.GetName())
+		if !ok || !match(n.secret) {
+			continue
+		}
+		if ids = append(ids, n.secret); len(ids) > fetch.MaxFound {
+			return nil, fmt.Errorf("gcpsm: find %q in project %s: more than %d secrets; narrow the path, name or tags: %w", q.Path, p.project, fetch.MaxFound, fetch.ErrInvalid)
+		}
+	}
+	out := make(map[string][]byte, len(ids))
+	for _, id := range ids {
+		v, err := p.GetSecret(ctx, fetch.Ref{Key: id})
+		if errors.Is(err, fetch.ErrNotFound) {
+			continue // no versions (yet), or deleted since the list
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[id] = v
+	}
+	return out, nil
 }
 
 // Close closes the connection to Secret Manager.

@@ -536,7 +536,7 @@ func TestOwnProjectOnly(t *testing.T) {
 		if !errors.Is(err, fetch.ErrAccessDenied) || !strings.Contains(err.Error(), "another project") {
 			t.Errorf("%s: err = %v, want access denied naming another project", ref.Key, err)
 		}
-		if _, err := p.(fetch.VersionProber).CurrentVersion(context.Background(), ref.Key); !errors.Is(err, fetch.ErrAccessDenied) {
+		if _, err := p.CurrentVersion(context.Background(), ref.Key); !errors.Is(err, fetch.ErrAccessDenied) {
 			t.Errorf("CurrentVersion %s: err = %v, want access denied", ref.Key, err)
 		}
 	}

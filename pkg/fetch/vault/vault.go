@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -110,10 +109,16 @@ func (p *Provider) Close() error {
 	return p.closeErr
 }
 
-var (
-	_ fetch.Provider = (*Provider)(nil)
-	_ io.Closer      = (*Provider)(nil)
-)
+var _ fetch.Provider = (*Provider)(nil)
+
+// Capabilities declares what a store of a KV engine of this version (1 or
+// 2) can do: find by path and name on both, versions on KV v2 only.
+func Capabilities(kvVersion int) fetch.Capabilities {
+	return fetch.Capabilities{
+		Find:         fetch.FindCapabilities{Path: true, Name: true},
+		VersionProbe: kvVersion == 2,
+	}
+}
 
 // New returns a Provider logged in to Vault. The environment of the process
 // (VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, ...) is ignored on purpose:
@@ -237,8 +242,8 @@ func (p *Provider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error)
 // CurrentVersion returns the current version of a KV v2 secret from its
 // metadata, without reading its value.
 func (p *Provider) CurrentVersion(ctx context.Context, key string) (string, error) {
-	if p.version != 2 {
-		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, errors.ErrUnsupported)
+	if !Capabilities(p.version).VersionProbe {
+		return "", fmt.Errorf("mount %q is KV v1, which has no versions: %w", p.mount, fetch.ErrNotSupported)
 	}
 	key = kvpath.Key(key)
 	if err := kvpath.Check(p.mount, p.version, key); err != nil {
@@ -310,6 +315,100 @@ func (e *ResponseError) Unwrap() []error {
 		}
 	}
 	return out
+}
+
+// maxLists bounds the LIST calls of one Find: a find over a deep tree
+// fails with a message instead of walking all of it.
+const maxLists = 100
+
+// Find returns every secret of the mount whose path starts with q.Path and
+// matches q.Name, keyed by its path (as q.Path spells its start), each as
+// the JSON object of its current fields. It LISTs the folders under q.Path,
+// recursively (KV v2: <mount>/metadata/<folder>, KV v1: <mount>/<folder>),
+// then reads each match: the token needs "list" there, and "read" on each
+// secret. Secrets deleted in KV v2 (their metadata still listed) are left
+// out. At most fetch.MaxFound secrets and maxLists folders.
+func (p *Provider) Find(ctx context.Context, q fetch.FindQuery) (map[string][]byte, error) {
+	if err := Capabilities(p.version).Find.Check(q); err != nil {
+		return nil, err
+	}
+	prefix := strings.TrimLeft(q.Path, "/")
+	match, err := fetch.FindQuery{Path: prefix, Name: q.Name}.Matcher()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	queue := []string{prefix[:strings.LastIndex(prefix, "/")+1]}
+	for lists := 0; len(queue) > 0; lists++ {
+		if lists == maxLists {
+			return nil, fmt.Errorf("find under %s/%s: more than %d folders to list; narrow the path: %w", p.mount, prefix, maxLists, fetch.ErrInvalid)
+		}
+		dir := queue[0]
+		queue = queue[1:]
+		keys, err := p.list(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			full := dir + k
+			if strings.HasSuffix(k, "/") {
+				// A folder that can hold names with the prefix.
+				if strings.HasPrefix(full, prefix) || strings.HasPrefix(prefix, full) {
+					queue = append(queue, full)
+				}
+				continue
+			}
+			if !match(full) {
+				continue
+			}
+			if names = append(names, full); len(names) > fetch.MaxFound {
+				return nil, fmt.Errorf("find under %s/%s: more than %d secrets; narrow the path or name: %w", p.mount, prefix, fetch.MaxFound, fetch.ErrInvalid)
+			}
+		}
+	}
+	out := make(map[string][]byte, len(names))
+	for _, name := range names {
+		v, err := p.GetSecret(ctx, fetch.Ref{Key: name})
+		if errors.Is(err, fetch.ErrNotFound) {
+			continue // deleted between the LIST and the read, or soft-deleted
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[q.Path+strings.TrimPrefix(name, prefix)] = v
+	}
+	return out, nil
+}
+
+// list returns the entries of one folder of the mount ("" for its root),
+// folders ending in "/"; none when the folder does not exist.
+func (p *Provider) list(ctx context.Context, dir string) ([]string, error) {
+	path := p.mount + "/" + dir
+	if p.version == 2 {
+		path = p.mount + "/metadata/" + dir
+	}
+	s, err := p.client.Logical().ListWithContext(ctx, path)
+	if err != nil {
+		err = classify(err)
+		if errors.Is(err, fetch.ErrNotFound) {
+			return nil, nil
+		}
+		if errors.Is(err, fetch.ErrAccessDenied) {
+			return nil, fmt.Errorf("listing %s (dataFrom.find needs the \"list\" capability there): %w", path, err)
+		}
+		return nil, fmt.Errorf("listing %s: %w", path, err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, nil
+	}
+	raw, _ := s.Data["keys"].([]any)
+	keys := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if str, ok := k.(string); ok && str != "" {
+			keys = append(keys, str)
+		}
+	}
+	return keys, nil
 }
 
 // classify maps Vault errors onto fetch's error classes: a *ResponseError

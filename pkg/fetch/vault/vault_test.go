@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/fetchtest"
@@ -34,11 +38,13 @@ type fakeVault struct {
 	mu         sync.Mutex
 	logins     []string // login paths
 	loginBody  []map[string]any
-	namespaces []string // X-Vault-Namespace of every request
-	reads      []string // paths read with a token
-	revoked    int      // tokens revoked with revoke-self
-	revokeFail int      // status revoke-self answers with; 0 means success
-	open       int      // client connections not closed
+	namespaces []string          // X-Vault-Namespace of every request
+	reads      []string          // paths read with a token
+	revoked    int               // tokens revoked with revoke-self
+	revokeFail int               // status revoke-self answers with; 0 means success
+	open       int               // client connections not closed
+	kv         map[string]string // find tests: secret path → password, for LIST and reads
+	lists      []string          // folders listed
 }
 
 func (f *fakeVault) openConns() int {
@@ -114,7 +120,12 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.reads = append(f.reads, r.URL.RequestURI())
+	kv := f.kv
 	f.mu.Unlock()
+	if kv != nil {
+		f.serveKV(w, r, path, kv, reply)
+		return
+	}
 	switch path {
 	case "secret/data/app":
 		v := r.URL.Query().Get("version")
@@ -524,5 +535,146 @@ func TestCloseReportsAFailedRevocation(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("the error spans lines: %q", err)
+	}
+}
+
+// serveKV answers LIST and reads of a KV v2 mount "secret" holding kv.
+func (f *fakeVault) serveKV(w http.ResponseWriter, r *http.Request, path string, kv map[string]string, reply func(int, any)) {
+	if path == "secret/metadata" {
+		path += "/" // the mount's root folder
+	}
+	if dir, ok := strings.CutPrefix(path, "secret/metadata/"); ok && (r.Method == "LIST" || r.URL.Query().Get("list") == "true") {
+		if dir != "" && !strings.HasSuffix(dir, "/") {
+			dir += "/" // the client may trim it; Vault reads a folder either way
+		}
+		f.mu.Lock()
+		f.lists = append(f.lists, dir)
+		f.mu.Unlock()
+		if dir == "denied/" {
+			reply(http.StatusForbidden, map[string]any{"errors": []string{"permission denied"}})
+			return
+		}
+		seen := map[string]bool{}
+		var keys []string
+		for name := range kv {
+			rest, ok := strings.CutPrefix(name, dir)
+			if !ok {
+				continue
+			}
+			if i := strings.Index(rest, "/"); i >= 0 {
+				rest = rest[:i+1]
+			}
+			if !seen[rest] {
+				seen[rest] = true
+				keys = append(keys, rest)
+			}
+		}
+		if len(keys) == 0 {
+			reply(http.StatusNotFound, map[string]any{"errors": []string{}})
+			return
+		}
+		reply(http.StatusOK, map[string]any{"data": map[string]any{"keys": keys}})
+		return
+	}
+	if name, ok := strings.CutPrefix(path, "secret/data/"); ok {
+		if v, ok := kv[name]; ok {
+			reply(http.StatusOK, map[string]any{"data": map[string]any{"data": map[string]any{"password": v}, "metadata": map[string]any{"version": 1}}})
+			return
+		}
+	}
+	reply(http.StatusNotFound, map[string]any{"errors": []string{}})
+}
+
+func TestFind(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	f.kv = map[string]string{
+		"app/db": "1", "app/api/token": "2", "app/api/user": "3", "app/deep/a/b/c": "4",
+		"apple/x": "5", "other/y": "6", "app-old": "7",
+	}
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		q    fetch.FindQuery
+		want []string
+	}{
+		{"folder", fetch.FindQuery{Path: "app/"}, []string{"app/db", "app/api/token", "app/api/user", "app/deep/a/b/c"}},
+		{"name prefix", fetch.FindQuery{Path: "app"}, []string{"app/db", "app/api/token", "app/api/user", "app/deep/a/b/c", "apple/x", "app-old"}},
+		{"prefix within a folder", fetch.FindQuery{Path: "app/a"}, []string{"app/api/token", "app/api/user"}},
+		{"regexp", fetch.FindQuery{Path: "app/", Name: "/(db|user)$"}, []string{"app/db", "app/api/user"}},
+		{"whole mount", fetch.FindQuery{Path: "", Name: "^other/"}, []string{"other/y"}},
+		{"leading slash kept in names", fetch.FindQuery{Path: "/app/api/"}, []string{"/app/api/token", "/app/api/user"}},
+		{"nothing there", fetch.FindQuery{Path: "none/"}, nil},
+	} {
+		got, err := p.Find(context.Background(), tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var names []string
+		for n, v := range got {
+			names = append(names, n)
+			if !strings.Contains(string(v), `"password"`) {
+				t.Errorf("%s: %s = %s, want the secret's fields", tc.name, n, v)
+			}
+		}
+		if diff := cmp.Diff(tc.want, names, cmpopts.SortSlices(func(a, b string) bool { return a < b }), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	// Only folders that can hold a match are listed.
+	f.mu.Lock()
+	f.lists = nil
+	f.mu.Unlock()
+	if _, err := p.Find(context.Background(), fetch.FindQuery{Path: "app/api/"}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	if diff := cmp.Diff([]string{"app/api/"}, f.lists); diff != "" {
+		t.Errorf("folders listed (-want +got):\n%s", diff)
+	}
+	f.mu.Unlock()
+
+	_, err = p.Find(context.Background(), fetch.FindQuery{Path: "denied/"})
+	if !errors.Is(err, fetch.ErrAccessDenied) || !strings.Contains(err.Error(), `"list" capability`) || !strings.Contains(err.Error(), "secret/metadata/denied/") {
+		t.Errorf("a denied LIST: err = %v, want access denied naming the path and the capability", err)
+	}
+	_, err = p.Find(context.Background(), fetch.FindQuery{Path: "app/", Name: "(["})
+	if !errors.Is(err, fetch.ErrInvalid) {
+		t.Errorf("a bad regexp: err = %v, want ErrInvalid", err)
+	}
+	_, err = p.Find(context.Background(), fetch.FindQuery{Path: "app/", Tags: map[string]string{"a": "b"}})
+	if !errors.Is(err, fetch.ErrNotSupported) {
+		t.Errorf("tags: err = %v, want ErrNotSupported", err)
+	}
+}
+
+// A find bigger than fetch.MaxFound fails before reading any value.
+func TestFindBounded(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	f.kv = map[string]string{}
+	for i := range fetch.MaxFound + 1 {
+		f.kv[fmt.Sprintf("big/s%d", i)] = "v"
+	}
+	cfg := f.config("secret", 2)
+	cfg.Token = goodToken
+	p, err := vault.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.reads)
+	_, err = p.Find(context.Background(), fetch.FindQuery{Path: "big/"})
+	if !errors.Is(err, fetch.ErrInvalid) || !strings.Contains(err.Error(), "narrow") {
+		t.Fatalf("err = %v, want ErrInvalid asking to narrow the find", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.reads) - before; n != 1 {
+		t.Errorf("%d requests, want the one LIST and no read", n)
 	}
 }

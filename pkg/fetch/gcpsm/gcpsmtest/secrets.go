@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 type secretEntry struct {
 	id       string
+	labels   map[string]string
 	versions []*version       // versions[i] is version i+1
 	aliases  map[string]int64 // alias → version number
 }
@@ -220,4 +223,100 @@ func (s *Server) authenticate(ctx context.Context) (string, error) {
 		return "", unauthenticated
 	}
 	return at.principal, nil
+}
+
+// SetLabels replaces the labels of secret. It panics if there is no such
+// secret: that is a bug in the test.
+func (s *Server) SetLabels(secret string, labels map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec, ok := s.secrets[secret]
+	if !ok {
+		panic(fmt.Sprintf("gcpsmtest: no secret %q", secret))
+	}
+	sec.labels = maps.Clone(labels)
+}
+
+// labelTerm is one term of a ListSecrets filter the server understands:
+// labels.<key>=<value> (or labels.<key>:<value>), as Google spells them.
+var labelTerm = regexp.MustCompile(`^labels\.([a-z][a-z0-9_-]*)[=:]([a-z0-9_-]*)$`)
+
+// parseFilter reads a ListSecrets filter of label terms joined by AND (or
+// by spaces, which Google reads as AND). Anything else is refused, as a
+// filter Google would read differently than this fake must not pass.
+func parseFilter(filter string) (map[string]string, bool) {
+	want := map[string]string{}
+	for _, term := range strings.Fields(filter) {
+		if term == "AND" {
+			continue
+		}
+		m := labelTerm.FindStringSubmatch(term)
+		if m == nil {
+			return nil, false
+		}
+		want[m[1]] = m[2]
+	}
+	return want, true
+}
+
+// ListSecrets implements SecretManagerServiceServer: the secrets of the
+// project, in name order, whose labels match the filter, a page at a time.
+// It needs PermList on "*" (the project), as Google's
+// secretmanager.secrets.list is granted on the project.
+func (s *Server) ListSecrets(ctx context.Context, req *secretmanagerpb.ListSecretsRequest) (_ *secretmanagerpb.ListSecretsResponse, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	call := Call{Method: MethodListSecrets, Name: req.GetParent()}
+	defer func() { call.Code = status.Code(err); s.record(call) }()
+	principal, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	call.Principal = principal
+	if s.throttle > 0 {
+		s.throttle--
+		return nil, status.Errorf(codes.ResourceExhausted, "Quota exceeded for quota metric 'List requests' of service 'secretmanager.googleapis.com' for consumer 'project_number:%s'.", s.opts.ProjectNumber)
+	}
+	parent := req.GetParent()
+	if parent != "projects/"+s.opts.ProjectID && parent != "projects/"+s.opts.ProjectNumber || !s.allowed(principal, "*", PermList) {
+		return nil, status.Errorf(codes.PermissionDenied, "Permission '%s' denied for resource '%s' (or it may not exist).", PermList, parent)
+	}
+	want, ok := parseFilter(req.GetFilter())
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "Invalid filter: %q.", req.GetFilter())
+	}
+	start := 0
+	if tok := req.GetPageToken(); tok != "" {
+		if start, err = strconv.Atoi(tok); err != nil || start < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "Invalid page token.")
+		}
+	}
+	size := int(req.GetPageSize())
+	if size <= 0 || size > 25000 {
+		size = 25000
+	}
+	var matched []*secretEntry
+	for _, id := range slices.Sorted(maps.Keys(s.secrets)) {
+		sec := s.secrets[id]
+		all := true
+		for k, v := range want {
+			if got, ok := sec.labels[k]; !ok || got != v {
+				all = false
+			}
+		}
+		if all {
+			matched = append(matched, sec)
+		}
+	}
+	resp := &secretmanagerpb.ListSecretsResponse{TotalSize: int32(len(matched))}
+	for i := start; i < len(matched) && i < start+size; i++ {
+		resp.Secrets = append(resp.Secrets, &secretmanagerpb.Secret{
+			Name:   "projects/" + s.opts.ProjectNumber + "/secrets/" + matched[i].id,
+			Labels: maps.Clone(matched[i].labels),
+		})
+	}
+	if start+size < len(matched) {
+		resp.NextPageToken = strconv.Itoa(start + size)
+	}
+	return resp, nil
 }

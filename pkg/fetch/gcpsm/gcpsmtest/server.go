@@ -8,8 +8,8 @@
 // gRPC call must carry a bearer token the server issued; it is then
 // authorised against per-principal grants, so that credential, permission
 // and throttling failures look as they do against Google. Only what keyhook
-// uses is served: AccessSecretVersion and GetSecretVersion. Every other
-// method answers Unimplemented.
+// uses is served: AccessSecretVersion, GetSecretVersion and ListSecrets
+// (filtered by labels). Every other method answers Unimplemented.
 //
 // A typical test:
 //
@@ -44,6 +44,7 @@ import (
 const (
 	MethodAccessSecretVersion = "AccessSecretVersion"
 	MethodGetSecretVersion    = "GetSecretVersion"
+	MethodListSecrets         = "ListSecrets"
 	// MethodToken is a request to the OAuth2 token endpoint.
 	MethodToken = "token"
 )
@@ -56,6 +57,9 @@ const (
 	// PermGet reads a version's metadata (GetSecretVersion); in
 	// roles/secretmanager.viewer, not in secretAccessor.
 	PermGet = "secretmanager.versions.get"
+	// PermList lists the secrets of the project (ListSecrets); in
+	// roles/secretmanager.viewer. Allow grants it only when asked, on "*".
+	PermList = "secretmanager.secrets.list"
 )
 
 // Options configure a Server. The zero value is usable.

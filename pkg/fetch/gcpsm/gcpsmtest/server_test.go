@@ -79,9 +79,9 @@ func TestUnservedMethods(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = secretmanagerpb.NewSecretManagerServiceClient(conn).ListSecrets(context.Background(), &secretmanagerpb.ListSecretsRequest{Parent: "projects/" + srv.ProjectID()})
+	_, err = secretmanagerpb.NewSecretManagerServiceClient(conn).ListSecretVersions(context.Background(), &secretmanagerpb.ListSecretVersionsRequest{Parent: srv.SecretName("db")})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("ListSecrets = %v, want Unimplemented", err)
+		t.Errorf("ListSecretVersions = %v, want Unimplemented", err)
 	}
 }
 
