@@ -134,6 +134,10 @@ func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
 	// --provider-session-ttl 5m, --sync-workers 4.
 	reads := secretsync.NewReadCache(5*time.Minute, clock.RealClock{})
 	reads.SessionTTL = 5 * time.Minute
+	// As cmd/webhook: expired sessions and, at the stop, all are revoked.
+	if err := mgr.Add(reads); err != nil {
+		return nil, err
+	}
 	if err := (&secretsync.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
 		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
