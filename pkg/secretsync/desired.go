@@ -120,7 +120,11 @@ func desiredHash(s *corev1.Secret, data map[string][]byte) string {
 }
 
 // Merge returns existing with keyhook's keys of data written into it: the
-// other keys, labels and owners stay as they are.
+// other keys, labels and owners stay as they are. The data-hash annotation
+// digests the whole merged data, not just keyhook's keys: several Merge
+// ExternalSecrets may share one Secret, and a digest of one's keys would
+// flip at each of their syncs (and rollouts read it as the Secret's
+// content).
 func Merge(existing *corev1.Secret, data map[string][]byte) *corev1.Secret {
 	out := existing.DeepCopy()
 	if out.Data == nil {
@@ -130,7 +134,7 @@ func Merge(existing *corev1.Secret, data map[string][]byte) *corev1.Secret {
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	out.Annotations[annotations.DataHash] = DataHash(data)
+	out.Annotations[annotations.DataHash] = DataHash(out.Data)
 	return out
 }
 
@@ -142,9 +146,8 @@ func UpToDate(existing *corev1.Secret, es *v1alpha1.ExternalSecret, data map[str
 		return false
 	}
 	if creationPolicy(es) == v1alpha1.CreationPolicyMerge {
-		if existing.Annotations[annotations.DataHash] != DataHash(data) {
-			return false
-		}
+		// Only es's own keys: other keys belong to others, and so does the
+		// hash of the whole.
 		got := make(map[string][]byte, len(data))
 		for k := range data {
 			if v, ok := existing.Data[k]; ok {

@@ -96,6 +96,9 @@ func TestUpToDate(t *testing.T) {
 		{"edited by hand", edited, es(), data, false},
 		{"label removed", unlabelled, es(), data, false},
 		{"merged, other keys ignored", merged, es(policy(v1alpha1.CreationPolicyMerge)), data, true},
+		// Another Merge ExternalSecret wrote its keys (and the hash of the whole) since.
+		{"merged, then merged by another", Merge(merged, map[string][]byte{"other": []byte("o")}), es(policy(v1alpha1.CreationPolicyMerge)), data, true},
+		{"merged, own key changed", Merge(merged, map[string][]byte{"password": []byte("q")}), es(policy(v1alpha1.CreationPolicyMerge)), data, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := UpToDate(tc.existing, tc.es, tc.data); got != tc.want {
@@ -105,6 +108,9 @@ func TestUpToDate(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string][]byte{"theirs": []byte("x"), "password": []byte("p")}, merged.Data); diff != "" {
 		t.Errorf("Merge data (-want +got):\n%s", diff)
+	}
+	if got, want := merged.Annotations["keyhook.dev/data-hash"], DataHash(map[string][]byte{"theirs": []byte("x"), "password": []byte("p")}); got != want {
+		t.Errorf("Merge's data-hash %q is not the digest of the whole merged data %q", got, want)
 	}
 }
 

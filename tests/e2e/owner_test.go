@@ -131,3 +131,46 @@ func TestSyncTargetOwnedByOther(t *testing.T) {
 	}
 	assertNoValues(ctx, t, ns, va, vb)
 }
+
+// TestSyncMergeTargetsShared: several Merge ExternalSecrets may write their
+// own keys into one Secret keyhook did not make; they do not take turns
+// rewriting it once their keys are in.
+func TestSyncMergeTargetsShared(t *testing.T) {
+	ctx := testContext(t)
+	ns := tenant(ctx, t, "merge")
+	v1, v2 := secretValue(t, "one"), secretValue(t, "two")
+	if err := vault.Put(ctx, ns+"/m", map[string]any{"one": v1, "two": v2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, Data: map[string][]byte{"theirs": []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"one", "two"} {
+		if err := cluster.Client.Create(ctx, externalSecret(ns, "m-"+key, v1alpha1.ExternalSecretSpec{
+			RefreshInterval: &metav1.Duration{Duration: time.Second},
+			Target:          v1alpha1.ExternalSecretTarget{Name: "shared", CreationPolicy: v1alpha1.CreationPolicyMerge},
+			Data:            []v1alpha1.ExternalSecretData{data(key, ns+"/m", key, "")},
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var es *v1alpha1.ExternalSecret
+	for _, name := range []string{"m-one", "m-two"} {
+		es = waitForES(ctx, t, ns, name, "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
+	}
+	s := waitForSecret(ctx, t, ns, "shared", func(s *corev1.Secret) bool {
+		return string(s.Data["one"]) == v1 && string(s.Data["two"]) == v2 && string(s.Data["theirs"]) == "x"
+	})
+	since := es.Status.RefreshTime.Time
+	waitForES(ctx, t, ns, "m-two", "refreshed thrice", func(e *v1alpha1.ExternalSecret) bool {
+		return e.Status.RefreshTime != nil && e.Status.RefreshTime.Time.After(since.Add(2500*time.Millisecond))
+	})
+	now := &corev1.Secret{}
+	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(s), now); err != nil {
+		t.Fatal(err)
+	}
+	if now.ResourceVersion != s.ResourceVersion {
+		t.Errorf("two Merge ExternalSecrets kept rewriting their shared Secret: resourceVersion %s → %s", s.ResourceVersion, now.ResourceVersion)
+	}
+	assertNoValues(ctx, t, ns, v1, v2)
+}
