@@ -211,7 +211,13 @@ func TestRolloutLeaderChangeMidDebounce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = w.Stop() })
+		t.Cleanup(func() {
+			if t.Failed() {
+				out := w.Proc.Output()
+				t.Logf("webhook %s:\n%s", name, out[max(0, len(out)-6000):])
+			}
+			_ = w.Stop()
+		})
 		return w
 	}
 	a, b := start("a"), start("b")
