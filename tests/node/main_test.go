@@ -62,22 +62,23 @@ func run(m *testing.M) (code int) {
 			if node != nil && failed() {
 				keepLogs(node.Dir)
 			}
-			// The kubelet goes first (in Cleanup), the control plane after it,
-			// so that nothing is restarted while it all stops.
-			if node != nil {
-				node.Cleanup()
-			}
+			// The control plane stops gracefully first; then Cleanup stops the
+			// node and removes the run's directory, which holds etcd's data
+			// and the API server's certificates.
 			if vault != nil {
 				_ = vault.Stop()
 			}
 			if cluster != nil {
 				_ = cluster.Stop()
 			}
+			if node != nil {
+				node.Cleanup()
+			}
 		})
 	}
 	defer cleanup()
-	// Ctrl-C and kill: clean up too (go test's -timeout panics instead; the
-	// next run removes what that left, see framework.PrepareNode).
+	// Ctrl-C and kill: clean up too. A panic or go test's -timeout ends the
+	// process without this; the node's reaper process cleans up then.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
@@ -116,7 +117,7 @@ func run(m *testing.M) (code int) {
 	if err = installKeyhook(ctx, webhookImage, agentImage); err != nil {
 		return fail("installing keyhook", err)
 	}
-	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed from manifests/self-managed and ready in %s\n",
+	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed and ready in %s\n",
 		framework.NodeName, nodeReady.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
 	code = m.Run()
 	if leaks := leakedValues(node.Dir); len(leaks) > 0 {
