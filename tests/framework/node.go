@@ -132,13 +132,16 @@ func PrepareNode(ctx context.Context) (*Node, error) {
 }
 
 func flockContext(ctx context.Context, f *os.File) error {
-	for {
+	for said := false; ; said = true {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			return err
+		}
+		if !said {
+			fmt.Fprintf(os.Stderr, "node: another node test run holds %s; waiting for it\n", f.Name())
 		}
 		select {
 		case <-ctx.Done():

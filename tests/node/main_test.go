@@ -59,20 +59,23 @@ func run(m *testing.M) (code int) {
 	failed := func() bool { return code != 0 }
 	cleanup := func() {
 		once.Do(func() {
+			stopping := time.Now()
+			defer func() { fmt.Fprintf(os.Stderr, "node: stopped and cleaned up in %s\n", time.Since(stopping).Round(time.Millisecond)) }()
 			if node != nil && failed() {
 				keepLogs(node.Dir)
 			}
-			// The control plane stops gracefully first; then Cleanup stops the
-			// node and removes the run's directory, which holds etcd's data
-			// and the API server's certificates.
+			// The node first: Cleanup stops the kubelet, removes the pods and
+			// kills every process that uses the run's directory, the API
+			// server and etcd included (stopped gracefully they wait ~30 s
+			// for the node's and keyhook's connections).
+			if node != nil {
+				node.Cleanup()
+			}
 			if vault != nil {
 				_ = vault.Stop()
 			}
 			if cluster != nil {
 				_ = cluster.Stop()
-			}
-			if node != nil {
-				node.Cleanup()
 			}
 		})
 	}
