@@ -10,15 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/kube"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// keyhookNamespace and keyhookDeployment are where manifests/ installs
+// keyhookNamespace and keyhookDeployment are where the chart installs
 // keyhook.
 const (
 	keyhookNamespace  = "keyhook-system"
@@ -39,72 +40,42 @@ func kubectl(ctx context.Context, stdin []byte, args ...string) (string, error) 
 	return string(out), nil
 }
 
-// installKeyhook installs keyhook as a user does without cert-manager —
-// manifests/self-managed, rendered by kubectl's kustomize — with the images
-// this run imported into the node: the same objects, only the images named
-// differently and never pulled. It returns when both replicas are ready and
-// the webhook configurations trust the CA keyhook issued itself.
+// installKeyhook installs keyhook as the README's Install section does
+// without cert-manager — helm install keyhook charts/keyhook -n
+// keyhook-system --create-namespace --set tls.mode=selfManaged — with the
+// images this run imported into the node, never pulled. It returns when
+// every replica is ready and the webhook configurations trust the CA keyhook
+// issued itself.
 func installKeyhook(ctx context.Context, webhookImage, agentImage string) error {
-	rendered, err := kubectl(ctx, nil, "kustomize", filepath.Join(framework.RepoRoot(), "manifests", "self-managed"))
+	var helmLog bytes.Buffer
+	cfg, err := framework.HelmConfig(cluster, keyhookNamespace, &helmLog)
 	if err != nil {
 		return err
 	}
-	var out [][]byte
-	for _, doc := range strings.Split(rendered, "\n---\n") {
-		var obj map[string]any
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			return fmt.Errorf("manifests/self-managed: %w", err)
-		}
-		if obj["kind"] == "Deployment" {
-			if err := useImages(obj, webhookImage, agentImage); err != nil {
-				return err
-			}
-		}
-		b, err := yaml.Marshal(obj)
-		if err != nil {
-			return err
-		}
-		out = append(out, b)
-	}
-	// The CRDs are installed already (envtest, from the same files): apply
-	// updates them in place.
-	if _, err := kubectl(ctx, bytes.Join(out, []byte("\n---\n")), "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
+	ch, err := framework.LoadChart()
+	if err != nil {
 		return err
 	}
+	install := action.NewInstall(cfg)
+	install.ReleaseName = "keyhook"
+	install.Namespace = keyhookNamespace
+	install.CreateNamespace = true
+	install.ServerSideApply = true
+	install.WaitStrategy = kube.HookOnlyStrategy
+	install.Timeout = 2 * time.Minute
+	image := func(ref string) map[string]any {
+		repo, tag, _ := strings.Cut(ref, ":")
+		return map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}
+	}
+	vals := map[string]any{
+		"image": image(webhookImage),
+		"agent": map[string]any{"image": image(agentImage)},
+		"tls":   map[string]any{"mode": "selfManaged"},
+	}
+	if _, err := install.RunWithContext(ctx, ch, vals); err != nil {
+		return fmt.Errorf("helm install keyhook charts/keyhook: %w\n%s", err, helmLog.String())
+	}
 	return waitKeyhookReady(ctx)
-}
-
-// useImages points keyhook's Deployment at the locally imported images.
-func useImages(deploy map[string]any, webhookImage, agentImage string) error {
-	spec, _ := deploy["spec"].(map[string]any)
-	tmpl, _ := spec["template"].(map[string]any)
-	podSpec, _ := tmpl["spec"].(map[string]any)
-	containers, _ := podSpec["containers"].([]any)
-	if len(containers) != 1 {
-		return fmt.Errorf("keyhook's Deployment has %d containers, want 1", len(containers))
-	}
-	c := containers[0].(map[string]any)
-	c["image"] = webhookImage
-	c["imagePullPolicy"] = "Never"
-	args, _ := c["args"].([]any)
-	found, policy := false, false
-	for i, a := range args {
-		s, _ := a.(string)
-		switch {
-		case strings.HasPrefix(s, "--agent-image="):
-			args[i], found = "--agent-image="+agentImage, true
-		case strings.HasPrefix(s, "--agent-image-pull-policy="):
-			args[i], policy = "--agent-image-pull-policy=Never", true
-		}
-	}
-	if !found {
-		return fmt.Errorf("keyhook's Deployment has no --agent-image argument: %v", args)
-	}
-	if !policy {
-		args = append(args, "--agent-image-pull-policy=Never")
-	}
-	c["args"] = args
-	return nil
 }
 
 // waitKeyhookReady waits until keyhook's Deployment has all replicas ready
