@@ -60,7 +60,9 @@ func run(m *testing.M) (code int) {
 	cleanup := func() {
 		once.Do(func() {
 			stopping := time.Now()
-			defer func() { fmt.Fprintf(os.Stderr, "node: stopped and cleaned up in %s\n", time.Since(stopping).Round(time.Millisecond)) }()
+			defer func() {
+				fmt.Fprintf(os.Stderr, "node: stopped and cleaned up in %s\n", time.Since(stopping).Round(time.Millisecond))
+			}()
 			if node != nil && failed() {
 				keepLogs(node.Dir)
 			}
