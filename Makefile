@@ -21,8 +21,9 @@ TEST_TIMEOUT ?= 20m
 
 all: build
 
-build: ## Build the webhook and the init-agent.
+build: ## Build the webhook, the controller and the init-agent.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-webhook ./cmd/webhook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-controller ./cmd/controller
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-init-agent ./cmd/init-agent
 
 # make images: every image (go run ./hack/images list) for PLATFORMS, built
@@ -47,13 +48,22 @@ $(CONTROLLER_GEN): hack/tools/gen/go.mod
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/crd/...
 
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC, the webhook registrations (plain and cert-manager) and the ValidatingAdmissionPolicies.
+# RBAC per role, from the markers of the packages each role runs: the
+# webhook's (read-only) from pkg/admission and its wiring, the controller's
+# from the reconcilers and its wiring.
+WEBHOOK_RBAC_PATHS    := paths=./pkg/admission/... paths=./internal/app/webhook/...
+CONTROLLER_RBAC_PATHS := paths=./pkg/secretsync/... paths=./pkg/rollout/... paths=./pkg/policy/... paths=./pkg/certs/... paths=./pkg/storehealth/... paths=./internal/app/controller/...
+
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC per role, the webhook registrations (plain and cert-manager) and the ValidatingAdmissionPolicies.
 	$(CONTROLLER_GEN) crd paths=./pkg/crd/... output:crd:artifacts:config=manifests/crd
-	$(CONTROLLER_GEN) rbac:roleName=keyhook paths=./pkg/... paths=./cmd/... output:rbac:artifacts:config=manifests/rbac
+	$(CONTROLLER_GEN) rbac:roleName=keyhook-webhook $(WEBHOOK_RBAC_PATHS) output:rbac:artifacts:config=manifests/rbac/webhook
+	$(CONTROLLER_GEN) rbac:roleName=keyhook-controller $(CONTROLLER_RBAC_PATHS) output:rbac:artifacts:config=manifests/rbac/controller
 	$(GO) run ./hack/webhookgen -dir manifests/self-managed -cert-manager-dir manifests/certmanager -policy-dir manifests/webhook
 	@# The Helm chart renders the same generated objects (tests/chart checks it).
 	cp manifests/crd/keyhook.dev_*.yaml charts/keyhook/crds/
-	cp manifests/rbac/role.yaml manifests/self-managed/mutatingwebhookconfiguration.yaml \
+	cp manifests/rbac/webhook/role.yaml charts/keyhook/files/webhook-role.yaml
+	cp manifests/rbac/controller/role.yaml charts/keyhook/files/controller-role.yaml
+	cp manifests/self-managed/mutatingwebhookconfiguration.yaml \
 	  manifests/self-managed/validatingwebhookconfiguration.yaml manifests/webhook/admissionpolicies.yaml charts/keyhook/files/
 
 GENERATED := pkg/crd manifests/crd manifests/rbac \
@@ -62,7 +72,11 @@ GENERATED := pkg/crd manifests/crd manifests/rbac \
   manifests/webhook/admissionpolicies.yaml charts/keyhook/crds charts/keyhook/files
 generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERATED); } | sha256sum
 
-verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains or gofmt would change a file.
+# The webhook is on the path of every pod create: it must not link a
+# provider SDK (they belong to the controller and the init-agent).
+WEBHOOK_FORBIDDEN_DEPS := aws-sdk-go-v2|cloud.google.com/go|google.golang.org/grpc|hashicorp/vault/api
+
+verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains, gofmt would change a file or the webhook links a provider SDK.
 	@before=$$($(generated_state)); \
 	$(MAKE) --no-print-directory generate manifests >/dev/null; \
 	after=$$($(generated_state)); \
@@ -70,6 +84,8 @@ verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains 
 	  git status --porcelain -- $(GENERATED); \
 	  echo "verify: generated files were stale; they are regenerated now: review and commit them"; exit 1; fi
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "verify: run gofmt -w on the files above"; exit 1; }
+	@deps=$$($(GO) list -deps ./cmd/webhook | grep -E '$(WEBHOOK_FORBIDDEN_DEPS)' || true); \
+	if [ -n "$$deps" ]; then echo "$$deps" | head; echo "verify: cmd/webhook links a provider SDK (see above; go mod why -m to find the import)"; exit 1; fi
 	$(GO) vet ./...
 
 vet:

@@ -13,7 +13,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
@@ -40,9 +39,9 @@ var AdmissionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Pod admissions handled by the keyhook webhook, by result (injected, skipped, denied, error).",
 }, []string{"result"})
 
-func init() {
-	metrics.Registry.MustRegister(AdmissionsTotal)
-}
+// Metrics are the admission path's collectors, registered by the role that
+// serves admission (internal/app/webhook), not on import.
+func Metrics() []prometheus.Collector { return []prometheus.Collector{AdmissionsTotal} }
 
 // +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets;secretstores;clustersecretstores,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch

@@ -21,7 +21,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 	"github.com/keyhook/keyhook/pkg/resolve"
-	"github.com/keyhook/keyhook/pkg/secretsync"
+	"github.com/keyhook/keyhook/pkg/template"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
@@ -97,7 +97,7 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 	var errs field.ErrorList
 	if t := es.Spec.Target.Template; t != nil {
 		for k, text := range t.Data {
-			if err := secretsync.ParseTemplate(k, text); err != nil {
+			if err := template.Parse(k, text); err != nil {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "target", "template", "data").Key(k), "(template)", "does not parse: "+err.Error()))
 			}
 		}

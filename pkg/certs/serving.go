@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // ServingNotAfter is when the serving certificate this replica serves
@@ -24,9 +23,9 @@ var ServingNotAfter = prometheus.NewGauge(prometheus.GaugeOpts{
 	Help: "When the serving certificate of this replica (self-managed TLS) expires, in seconds since the epoch.",
 })
 
-func init() {
-	metrics.Registry.MustRegister(ServingNotAfter)
-}
+// ServingMetrics are the collectors of a replica that serves with
+// ServingCert, registered by the role that serves TLS, not on import.
+func ServingMetrics() []prometheus.Collector { return []prometheus.Collector{ServingNotAfter} }
 
 // ServingCert is the serving certificate of one replica, read from the
 // Secret through a cache (Cache): every replica serves the certificate the

@@ -72,6 +72,8 @@ const progressPoll = time.Second
 // +kubebuilder:rbac:groups=argoproj.io,resources=rollouts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets,verbs=get;list;watch
 
 // Reconciler rolls the workloads of one Kind.
 type Reconciler struct {

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/resolve"
@@ -27,10 +26,6 @@ var ProviderCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "keyhook_provider_calls_total",
 	Help: "Calls from the sync to secret providers, by provider, call and status.",
 }, []string{"provider", "call", "status"})
-
-func init() {
-	metrics.Registry.MustRegister(ProviderCalls)
-}
 
 func callStatus(err error) string {
 	switch {

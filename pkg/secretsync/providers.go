@@ -17,7 +17,6 @@ import (
 	awsfetch "github.com/keyhook/keyhook/pkg/fetch/aws"
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
-	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
 )
 
@@ -269,5 +268,5 @@ func (f *factory) vault(ctx context.Context, src *resolve.Source) (fetch.Provide
 
 // resolveData reads the data of src with p: the one resolver the agent uses.
 func resolveData(ctx context.Context, p fetch.Provider, es *v1alpha1.ExternalSecret) (map[string][]byte, error) {
-	return fetch.Resolve(ctx, p, mutate.PlanData(es.Spec.Data), mutate.PlanDataFrom(es.Spec.DataFrom))
+	return fetch.Resolve(ctx, p, resolve.PlanData(es.Spec.Data), resolve.PlanDataFrom(es.Spec.DataFrom))
 }

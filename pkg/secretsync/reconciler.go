@@ -21,15 +21,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
-	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/template"
 )
 
 // Condition reasons of the Ready condition.
@@ -61,10 +60,17 @@ var (
 	}, []string{"operation"})
 )
 
-func init() {
-	metrics.Registry.MustRegister(syncCalls, lastSyncState, syncDuration, secretWrites)
+// Metrics are the sync's collectors (the reconciler's and the read
+// cache's), registered by the role that runs the sync
+// (internal/app/controller), not on import.
+func Metrics() []prometheus.Collector {
+	return []prometheus.Collector{syncCalls, lastSyncState, syncDuration, secretWrites, ProviderCalls}
 }
 
+// The sync resolves stores as admission does (pkg/resolve), so it reads what
+// admission reads.
+// +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets;secretstores;clustersecretstores,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -290,7 +296,7 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	}
 	defer closeProvider(p)
 	if policy == v1alpha1.CreationPolicyNone {
-		versions, err := fetch.Versions(ctx, p, mutate.PlanData(es.Spec.Data), mutate.PlanDataFrom(es.Spec.DataFrom))
+		versions, err := fetch.Versions(ctx, p, resolve.PlanData(es.Spec.Data), resolve.PlanDataFrom(es.Spec.DataFrom))
 		if err == nil {
 			return nil, versions, nil
 		}
@@ -303,7 +309,7 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 		return nil, nil, &providerError{err}
 	}
 	if policy != v1alpha1.CreationPolicyNone {
-		if data, err = Render(es.Spec.Target.Template, data); err != nil {
+		if data, err = template.Render(es.Spec.Target.Template, data); err != nil {
 			return nil, nil, &providerError{err}
 		}
 	}

@@ -13,11 +13,12 @@ import (
 )
 
 // NamespaceLabelerServiceAccount is the service account, in keyhook's
-// namespace, that keeps the keyhook.dev/injection label of namespaces (the
-// webhook's, manifests/webhook/rbac.yaml). NamespaceLabelPolicy lets no one
-// else touch that label. When the labelling moves to another identity, this
-// (or Options.NamespaceLabeler) is the one place to change.
-const NamespaceLabelerServiceAccount = "keyhook"
+// namespace, that keeps the keyhook.dev/injection label of namespaces: the
+// controller's (cmd/controller, manifests/rbac/controller).
+// NamespaceLabelPolicy lets no one else touch that label. When the labelling
+// moves to another identity, this (or Options.NamespaceLabeler) is the one
+// place to change.
+const NamespaceLabelerServiceAccount = "keyhook-controller"
 
 // ServiceAccountUsername is the username the API server gives service
 // account name of namespace ns.

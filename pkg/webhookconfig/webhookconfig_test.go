@@ -37,8 +37,8 @@ func TestPodEntriesExcludeByNamespaceOnly(t *testing.T) {
 
 func TestNamespaceLabelPolicy(t *testing.T) {
 	o := Defaults()
-	if o.NamespaceLabeler != "system:serviceaccount:keyhook-system:keyhook" {
-		t.Errorf("default labeler %q, want keyhook's service account", o.NamespaceLabeler)
+	if o.NamespaceLabeler != "system:serviceaccount:keyhook-system:keyhook-controller" {
+		t.Errorf("default labeler %q, want the service account of keyhook's controller", o.NamespaceLabeler)
 	}
 	o.NamespaceLabeler = "system:serviceaccount:keyhook-system:controller"
 	p := NamespaceLabelPolicy(o)

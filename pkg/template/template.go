@@ -1,4 +1,7 @@
-package secretsync
+// Package template renders an ExternalSecret's target.template into the
+// Secret's data. It is its own package so that the webhook, which checks
+// that templates parse, links none of the sync's provider SDKs.
+package template
 
 import (
 	"bytes"
@@ -10,14 +13,14 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/template"
+	texttemplate "text/template"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 )
 
 // templateFuncs are the functions templates may call. Their errors never
 // quote their input: it is a secret value.
-var templateFuncs = template.FuncMap{
+var templateFuncs = texttemplate.FuncMap{
 	"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
 	"b64dec": func(s string) (string, error) {
 		b, err := base64.StdEncoding.DecodeString(s)
@@ -82,7 +85,7 @@ func Render(tmpl *v1alpha1.ExternalSecretTemplate, data map[string][]byte) (map[
 		out = maps.Clone(data)
 	}
 	for _, key := range slices.Sorted(maps.Keys(tmpl.Data)) {
-		t, err := template.New(key).Option("missingkey=error").Funcs(templateFuncs).Parse(tmpl.Data[key])
+		t, err := texttemplate.New(key).Option("missingkey=error").Funcs(templateFuncs).Parse(tmpl.Data[key])
 		if err != nil {
 			return nil, fmt.Errorf("template.data[%q]: %w", key, err)
 		}
@@ -107,9 +110,9 @@ func withheld(err error, values map[string]string) string {
 	return msg
 }
 
-// ParseTemplate checks that one template of target.template.data parses with
+// Parse checks that one template of target.template.data parses with
 // the functions Render offers, without running it.
-func ParseTemplate(name, text string) error {
-	_, err := template.New(name).Funcs(templateFuncs).Parse(text)
+func Parse(name, text string) error {
+	_, err := texttemplate.New(name).Funcs(templateFuncs).Parse(text)
 	return err
 }

@@ -1,4 +1,4 @@
-package main
+package controller
 
 import (
 	"strings"
@@ -57,7 +57,7 @@ func TestParseConfigTLS(t *testing.T) {
 		error: "--ca-renew-before 800h0m0s must be longer than --cert-validity 2160h0m0s",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _, err := parseConfig(tc.args)
+			c, err := ParseConfig(tc.args)
 			if tc.error != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.error) {
 					t.Fatalf("error %v, want one saying %q", err, tc.error)
@@ -75,7 +75,7 @@ func TestParseConfigTLS(t *testing.T) {
 }
 
 func TestParseConfigSync(t *testing.T) {
-	c, _, err := parseConfig(nil)
+	c, err := ParseConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,14 @@ func TestParseConfigSync(t *testing.T) {
 		"--sync-workers=0":           "--sync-workers 0 must be at least 1",
 		"--provider-session-ttl=-1s": "--provider-session-ttl -1s must not be negative",
 	} {
-		if _, _, err := parseConfig([]string{args}); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := ParseConfig([]string{args}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", args, err, want)
 		}
+	}
+}
+
+func TestParseConfigRejectsArguments(t *testing.T) {
+	if _, err := ParseConfig([]string{"--sync-workers=2", "stray"}); err == nil || !strings.Contains(err.Error(), "stray") {
+		t.Errorf("err = %v, want one naming the stray argument", err)
 	}
 }
