@@ -24,19 +24,20 @@ import (
 const agentImage = "ghcr.io/keyhook/init-agent:bench"
 
 // environment is what the suite starts: the control plane, Vault with
-// kubernetes auth, and the webhook in its webhook-only role.
+// kubernetes auth, the webhook, and controllers as the steps need them.
 type environment struct {
-	dir        string
-	webhookBin string
-	cluster    *framework.Cluster
-	vault      *framework.Vault
-	webhook    *framework.Webhook
+	dir           string
+	webhookBin    string
+	controllerBin string
+	cluster       *framework.Cluster
+	vault         *framework.Vault
+	webhook       *framework.Webhook
 	// client and clientset are the admin's, without client-side rate
 	// limits, for setting up many objects quickly.
 	client    client.Client
 	clientset *kubernetes.Clientset
-	// reconciler is the running reconciler-only instance, if any.
-	reconciler *framework.Webhook
+	// reconciler is the running controller, if any.
+	reconciler *framework.Controller
 	nReconcile int
 	registered bool
 }
@@ -48,8 +49,8 @@ type environment struct {
 // $KUBECONFIG through controller-runtime as it loads the in-cluster config.
 var processArgs = []string{"--kubeconfig="}
 
-func startEnvironment(ctx context.Context, dir, webhookBin string) (*environment, error) {
-	e := &environment{dir: dir, webhookBin: webhookBin}
+func startEnvironment(ctx context.Context, dir, webhookBin, controllerBin string) (*environment, error) {
+	e := &environment{dir: dir, webhookBin: webhookBin, controllerBin: controllerBin}
 	start := time.Now()
 	var err error
 	if e.cluster, err = framework.StartCluster(ctx, dir); err != nil {
@@ -73,11 +74,11 @@ func startEnvironment(ctx context.Context, dir, webhookBin string) (*environment
 	if err := e.vault.KubernetesAuth(ctx, e.cluster); err != nil {
 		return e, e.fail(fmt.Errorf("vault kubernetes auth: %w", err))
 	}
-	// The webhook role alone: no reconcilers, so that its CPU and memory
-	// are the admission path's.
+	// The webhook binary: admission alone, so its CPU and memory are the
+	// admission path's.
 	if e.webhook, err = framework.StartWebhook(ctx, e.cluster, dir, framework.WebhookOptions{
 		Binary: webhookBin, AgentImage: agentImage, Unregistered: true,
-		Args: append([]string{"--enable-sync=false", "--enable-policy=false"}, processArgs...),
+		Args: processArgs,
 	}); err != nil {
 		return e, e.fail(fmt.Errorf("webhook: %w", err))
 	}
@@ -173,23 +174,19 @@ func (e *environment) deleteNamespace(ctx context.Context, ns string) error {
 	})
 }
 
-// startReconciler starts a fresh reconciler-only instance (no webhook),
-// stopping the previous one.
-func (e *environment) startReconciler(ctx context.Context) (*framework.Webhook, error) {
+// startReconciler starts a fresh controller, stopping the previous one.
+func (e *environment) startReconciler(ctx context.Context) (*framework.Controller, error) {
 	if err := e.stopReconciler(); err != nil {
 		return nil, err
 	}
 	e.nReconcile++
-	// A directory of its own: StartWebhook writes serving certificates into
-	// <dir>/webhook-tls, which the running webhook watches.
 	dir := filepath.Join(e.dir, fmt.Sprintf("reconciler-%d", e.nReconcile))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w, err := framework.StartWebhook(ctx, e.cluster, dir, framework.WebhookOptions{
-		Binary: e.webhookBin, AgentImage: agentImage, Unregistered: true,
-		Name: "keyhook-reconciler",
-		Args: append([]string{"--enable-webhook=false"}, processArgs...),
+	w, err := framework.StartController(ctx, e.cluster, dir, framework.ControllerOptions{
+		Binary: e.controllerBin, Name: "keyhook-controller",
+		Args: processArgs,
 	})
 	if err != nil {
 		return nil, err

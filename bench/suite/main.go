@@ -107,13 +107,14 @@ func (c Config) step(name string) bool {
 
 // suite is the state of one `make bench`.
 type suite struct {
-	cfg        Config
-	dir        string // logs and scratch
-	webhookBin string
-	agentBin   string
-	env        *environment
-	figures    []*figure
-	notes      []string
+	cfg           Config
+	dir           string // logs and scratch
+	webhookBin    string
+	controllerBin string
+	agentBin      string
+	env           *environment
+	figures       []*figure
+	notes         []string
 	// tenantNS holds the fixture's store and ExternalSecrets, once made.
 	tenantNS string
 }
@@ -184,7 +185,7 @@ func run(args []string) error {
 
 func (s *suite) runSteps(ctx context.Context) error {
 	var err error
-	if s.webhookBin, s.agentBin, err = binaries(s.dir); err != nil {
+	if s.webhookBin, s.controllerBin, s.agentBin, err = binaries(s.dir); err != nil {
 		return err
 	}
 	// The in-process benchmark runs first, before anything else loads the cores.
@@ -205,7 +206,7 @@ func (s *suite) runSteps(ctx context.Context) error {
 	if !needEnv {
 		return nil
 	}
-	if s.env, err = startEnvironment(ctx, s.dir, s.webhookBin); err != nil {
+	if s.env, err = startEnvironment(ctx, s.dir, s.webhookBin, s.controllerBin); err != nil {
 		return fmt.Errorf("starting the environment: %w", err)
 	}
 	steps := []struct {
@@ -231,22 +232,26 @@ func (s *suite) runSteps(ctx context.Context) error {
 	return nil
 }
 
-// binaries are the webhook and init-agent binaries: $KEYHOOK_BIN when make
-// built them, else built here the way make build does (static, stripped), so
-// that the size figure is the release binary's.
-func binaries(dir string) (webhook, agent string, err error) {
+// binaries are the webhook, controller and init-agent binaries:
+// $KEYHOOK_BIN when make built them, else built here the way make build does
+// (static, stripped), so that the size figures are the release binaries'.
+func binaries(dir string) (webhook, controller, agent string, err error) {
 	if os.Getenv("KEYHOOK_BIN") != "" {
-		return framework.Binaries(dir)
+		if webhook, agent, err = framework.Binaries(dir); err != nil {
+			return "", "", "", err
+		}
+		controller, err = framework.ControllerBinary(dir)
+		return webhook, controller, agent, err
 	}
-	webhook, agent = filepath.Join(dir, "keyhook-webhook"), filepath.Join(dir, "keyhook-init-agent")
-	for out, pkg := range map[string]string{webhook: "./cmd/webhook", agent: "./cmd/init-agent"} {
+	webhook, controller, agent = filepath.Join(dir, "keyhook-webhook"), filepath.Join(dir, "keyhook-controller"), filepath.Join(dir, "keyhook-init-agent")
+	for out, pkg := range map[string]string{webhook: "./cmd/webhook", controller: "./cmd/controller", agent: "./cmd/init-agent"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+			return "", "", "", fmt.Errorf("building %s: %v\n%s", pkg, err, b)
 		}
 	}
-	return webhook, agent, nil
+	return webhook, controller, agent, nil
 }
 
 func loadAverage() string {

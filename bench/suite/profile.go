@@ -9,31 +9,22 @@ import (
 	"runtime/pprof"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/keyhook/keyhook/pkg/annotations"
-	"github.com/keyhook/keyhook/pkg/resolve"
-	"github.com/keyhook/keyhook/pkg/rollout"
-	"github.com/keyhook/keyhook/pkg/secretsync"
-	"github.com/keyhook/keyhook/pkg/tenancy"
+	controllerapp "github.com/keyhook/keyhook/internal/app/controller"
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// profileReconciler profiles the reconciler. The webhook binary serves no
+// profileReconciler profiles the reconciler. The controller binary serves no
 // pprof endpoint, so the suite runs the same reconcilers in its own process,
-// wired as cmd/webhook wires them (the managed-Secrets-only cache, the
-// cache-first resolver, the shared read cache, the rollouts), against the
-// same API server and Vault: a CPU profile of the initial sync of
+// wired by internal/app/controller as cmd/controller is (the
+// managed-Secrets-only cache, the cache-first resolver, the shared read
+// cache, the rollouts, the policy labeller), against the same API server and
+// Vault: a CPU profile of the initial sync of
 // SyncExternalSecrets, one of a refresh cycle, and a heap profile after.
 func (s *suite) profileReconciler(ctx context.Context) error {
 	e := s.env
@@ -48,7 +39,7 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := s.inProcessReconciler()
+	mgr, err := s.inProcessReconciler(ctx)
 	if err != nil {
 		return err
 	}
@@ -98,63 +89,36 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	if err := stopMgr(); err != nil {
 		return err
 	}
-	s.notef("reconciler profiles (in-process, wired as cmd/webhook): go tool pprof %s (also reconciler.refresh.cpu.pprof, reconciler.heap.pprof)", filepath.Join(dir, "reconciler.initial.cpu.pprof"))
+	s.notef("reconciler profiles (in-process, wired as cmd/controller): go tool pprof %s (also reconciler.refresh.cpu.pprof, reconciler.heap.pprof)", filepath.Join(dir, "reconciler.initial.cpu.pprof"))
 	return e.deleteNamespace(ctx, set.namespaces[0])
 }
 
-// inProcessReconciler is a manager running the reconcilers of cmd/webhook,
-// wired as cmd/webhook wires them, in the suite's own process, so that they
-// can be profiled.
-func (s *suite) inProcessReconciler() (ctrl.Manager, error) {
+// inProcessReconciler is a manager running the controller's reconcilers in
+// the suite's own process, wired by internal/app/controller with
+// cmd/controller's defaults, so that they can be profiled.
+func (s *suite) inProcessReconciler(ctx context.Context) (ctrl.Manager, error) {
 	e := s.env
 	restCfg := rest.CopyConfig(e.cluster.Config)
 	restCfg.QPS, restCfg.Burst = -1, 0 // as ctrl.GetConfig in a cluster
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme: e.cluster.Scheme,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
-		}},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// The suite may run it more than once in its process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	cfg, err := controllerapp.ParseConfig(nil)
 	if err != nil {
 		return nil, err
 	}
-	clientset, err := kubernetes.NewForConfig(restCfg)
+	opts, err := controllerapp.Options(cfg)
 	if err != nil {
 		return nil, err
 	}
-	resolver := &resolve.Resolver{
-		Reader: resolve.CacheFirst{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
-		Rules:  tenancy.Rules{PermittedKeyAnnotation: tenancy.DefaultPermittedKeyAnnotation, PermittedRoleAnnotation: tenancy.DefaultPermittedRoleAnnotation},
-	}
-	// cmd/webhook's defaults: --provider-cache-ttl 5m,
-	// --provider-session-ttl 5m, --sync-workers 4.
-	reads := secretsync.NewReadCache(5*time.Minute, clock.RealClock{})
-	reads.SessionTTL = 5 * time.Minute
-	// As cmd/webhook: expired sessions and, at the stop, all are revoked.
-	if err := mgr.Add(reads); err != nil {
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	// The suite may run it more than once in its process.
+	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	mgr, err := ctrl.NewManager(restCfg, opts)
+	if err != nil {
 		return nil, err
 	}
-	if err := (&secretsync.Reconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Resolver: resolver,
-		Providers: secretsync.Providers(clientset, mgr.GetAPIReader()),
-		Reads:     reads, Workers: 4,
-		Recorder: mgr.GetEventRecorder("keyhook"), Clock: clock.RealClock{},
-	}).SetupWithManager(mgr); err != nil {
+	if err := controllerapp.Setup(ctx, mgr, restCfg, cfg); err != nil {
 		return nil, err
 	}
-	// cmd/webhook's defaults.
-	if err := rollout.Setup(mgr, restCfg, rollout.Config{
-		Timing:          rollout.Timing{Quiet: 2 * time.Second, Debounce: 10 * time.Second},
-		ProgressTimeout: 5 * time.Minute,
-		Strategy:        "annotations",
-	}); err != nil {
-		return nil, err
-	}
-
 	return mgr, nil
 }
 
@@ -190,7 +154,7 @@ func (s *suite) profileScale(ctx context.Context) error {
 	if err := s.env.stopReconciler(); err != nil {
 		return err
 	}
-	mgr, err := s.inProcessReconciler()
+	mgr, err := s.inProcessReconciler(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,6 @@
 // Command demo runs keyhook locally on real parts and shows it working: a
 // control plane (etcd, kube-apiserver, kube-controller-manager), a Vault dev
-// server with example data, and the keyhook webhook. It applies examples/,
+// server with example data, and the keyhook controller and webhook. It applies examples/,
 // prints how the Deployment's pod was injected, runs the pod's init-agent as
 // the kubelet would, and lists the files it wrote; then shows the synced
 // Secret, rotates a value in Vault and shows the Secret follow and the
@@ -58,7 +58,7 @@ func run() error {
 		}
 		fmt.Println("Press Ctrl-C to stop everything.")
 		<-ctx.Done()
-		fmt.Println("\nstopping webhook, Vault and control plane")
+		fmt.Println("\nstopping webhook, controller, Vault and control plane")
 		return nil
 	})
 }
@@ -121,13 +121,22 @@ func demo(ctx context.Context, w io.Writer, hold func(*env) error) error {
 	}
 	fmt.Fprintf(w, "   Vault at %s: secret/demo/db, secret/demo/api; role demo-app for serviceaccount demo/app\n", vault.Addr)
 
-	d.step("starting the keyhook webhook (TLS) and registering it")
-	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo", Args: []string{"--rollout-debounce=2s"}})
+	d.step("starting keyhook: the controller and the webhook (TLS), each as its own ServiceAccount, and registering the webhook")
+	controllerBin, err := framework.ControllerBinary(dir)
+	if err != nil {
+		return err
+	}
+	ctl, err := framework.StartController(ctx, cluster, dir, framework.ControllerOptions{Binary: controllerBin, Args: []string{"--rollout-debounce=2s"}})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ctl.Stop() }()
+	wh, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{Binary: webhookBin, AgentImage: "ghcr.io/keyhook/init-agent:demo"})
 	if err != nil {
 		return err
 	}
 	defer wh.Stop()
-	fmt.Fprintf(w, "   webhook at %s, metrics at %s\n", wh.URL, wh.MetricsURL)
+	fmt.Fprintf(w, "   webhook at %s, metrics at %s; controller metrics at %s\n", wh.URL, wh.MetricsURL, ctl.MetricsURL)
 
 	d.step("kubectl apply -f examples/")
 	kubectl := filepath.Join(os.Getenv("KEYHOOK_TESTENV"), "kubectl")

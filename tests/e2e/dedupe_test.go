@@ -46,7 +46,7 @@ func TestSyncReadsSharedKeyOnce(t *testing.T) {
 		t.Errorf("Vault served %d reads of the shared secret to two ExternalSecrets, want 1", got)
 	}
 
-	metrics := scrape(t, webhook.MetricsURL)
+	metrics := scrape(t, controller.MetricsURL)
 	for _, want := range []string{
 		`keyhook_provider_calls_total{call="get_secret",provider="vault",status="success"}`,
 		`keyhook_provider_calls_total{call="login",provider="vault",status="success"}`,

@@ -325,11 +325,12 @@ func TestInjectDeploymentFromVault(t *testing.T) {
 	}
 	eventsJSON, _ := json.Marshal(events)
 	for where, text := range map[string]string{
-		"stored pod":     string(podJSON),
-		"events":         string(eventsJSON),
-		"webhook log":    webhook.Proc.Output(),
-		"agent output":   run.Output,
-		"controller log": cluster.KCM.Output(),
+		"stored pod":             string(podJSON),
+		"events":                 string(eventsJSON),
+		"webhook log":            webhook.Proc.Output(),
+		"keyhook-controller log": controller.Proc.Output(),
+		"agent output":           run.Output,
+		"controller log":         cluster.KCM.Output(),
 	} {
 		for _, v := range values {
 			if strings.Contains(text, v) {

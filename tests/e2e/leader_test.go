@@ -14,30 +14,30 @@ import (
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// TestLeaderElection runs two reconciling instances with leader election:
-// only the leader reconciles; killed, the other takes over and does not roll
-// again what the first one rolled.
+// TestLeaderElection runs two controllers with leader election, as the
+// Deployment of manifests/ does: only the leader reconciles; killed, the
+// other takes over and does not roll again what the first one rolled.
 func TestLeaderElection(t *testing.T) {
 	ctx := testContext(t)
-	// The package's webhook reconciles without leader election; it steps
+	// The package's controller runs without leader election; it steps
 	// aside for this test and comes back after it.
-	if err := webhook.Stop(); err != nil {
+	if err := controller.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := webhook.Start(context.Background()); err != nil {
-			t.Errorf("restarting the package's webhook: %v", err)
+		if err := controller.Start(context.Background()); err != nil {
+			t.Errorf("restarting the package's controller: %v", err)
 		}
 	})
-	webhookBin, _, err := framework.Binaries(workDir)
+	controllerBin, err := framework.ControllerBinary(workDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := func(name string) *framework.Webhook {
-		w, err := framework.StartWebhook(ctx, cluster, t.TempDir(), framework.WebhookOptions{
-			Binary: webhookBin, AgentImage: agentImage, Unregistered: true, Name: name,
+	start := func(name string) *framework.Controller {
+		w, err := framework.StartController(ctx, cluster, t.TempDir(), framework.ControllerOptions{
+			Binary: controllerBin, Name: name,
 			Args: []string{
-				"--enable-webhook=false", "--leader-elect", "--leader-election-namespace=kube-system",
+				"--leader-elect", "--leader-election-namespace=" + framework.Namespace,
 				"--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=250ms",
 				"--rollout-debounce=" + rolloutDebounce.String(),
 			},
@@ -51,12 +51,12 @@ func TestLeaderElection(t *testing.T) {
 	a, b := start("a"), start("b")
 
 	lease := &coordinationv1.Lease{}
-	var leader, follower *framework.Webhook
+	var leader, follower *framework.Controller
 	err = framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "keyhook.dev"}, lease); err != nil {
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: framework.Namespace, Name: "keyhook.dev"}, lease); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
-		for _, w := range []*framework.Webhook{a, b} {
+		for _, w := range []*framework.Controller{a, b} {
 			if strings.Contains(w.Proc.Output(), "elected leader") {
 				leader = w
 			}

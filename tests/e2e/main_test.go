@@ -1,7 +1,9 @@
 // Package e2e tests keyhook end to end against the real parts: etcd,
 // kube-apiserver and kube-controller-manager, a real Vault dev server, and the
-// keyhook webhook and init-agent binaries. One control plane, Vault and
-// webhook serve the whole package; each test works in namespaces of its own.
+// keyhook webhook, controller and init-agent binaries, the webhook and the
+// controller each as its own ServiceAccount with the RBAC of manifests/. One
+// control plane, Vault, webhook and controller serve the whole package; each
+// test works in namespaces of its own.
 package e2e
 
 import (
@@ -18,16 +20,17 @@ import (
 // tests run the agent binary with the stored container's args and env.
 const agentImage = "ghcr.io/keyhook/init-agent:e2e"
 
-// rolloutDebounce is the storm guard of the webhook under test, shorter than
+// rolloutDebounce is the storm guard of the controller under test, shorter than
 // the default so that the tests wait less.
 const rolloutDebounce = 3 * time.Second
 
 var (
-	cluster  *framework.Cluster
-	vault    *framework.Vault
-	webhook  *framework.Webhook
-	agentBin string
-	workDir  string
+	cluster    *framework.Cluster
+	vault      *framework.Vault
+	webhook    *framework.Webhook
+	controller *framework.Controller
+	agentBin   string
+	workDir    string
 )
 
 func TestMain(m *testing.M) {
@@ -58,6 +61,10 @@ func run(m *testing.M) int {
 		return fail("binaries", err)
 	}
 	agentBin = agent
+	controllerBin, err := framework.ControllerBinary(workDir)
+	if err != nil {
+		return fail("binaries", err)
+	}
 	start := time.Now()
 	if cluster, err = framework.StartCluster(ctx, workDir); err != nil {
 		return fail("control plane", err)
@@ -74,11 +81,15 @@ func run(m *testing.M) int {
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}
-	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String()}}); err != nil {
+	if controller, err = framework.StartController(ctx, cluster, workDir, framework.ControllerOptions{Binary: controllerBin, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String()}}); err != nil {
+		return fail("controller", err)
+	}
+	defer controller.Stop()
+	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage}); err != nil {
 		return fail("webhook", err)
 	}
 	defer webhook.Stop()
-	fmt.Fprintf(os.Stderr, "e2e: control plane, vault and webhook ready in %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "e2e: control plane, vault, controller and webhook ready in %s\n", time.Since(start).Round(time.Millisecond))
 	code := m.Run()
 	if code != 0 {
 		keep = true

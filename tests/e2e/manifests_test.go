@@ -49,8 +49,11 @@ func TestManifestsApply(t *testing.T) {
 			if err != nil {
 				t.Fatalf("server-side dry run of %s failed: %v\n%s", dir, err, res)
 			}
-			for _, want := range []string{"deployment.apps/keyhook", "mutatingwebhookconfiguration.admissionregistration.k8s.io/keyhook",
-				"validatingwebhookconfiguration.admissionregistration.k8s.io/keyhook", "poddisruptionbudget.policy/keyhook", "role.rbac.authorization.k8s.io/keyhook",
+			for _, want := range []string{"deployment.apps/keyhook-webhook", "deployment.apps/keyhook-controller",
+				"mutatingwebhookconfiguration.admissionregistration.k8s.io/keyhook", "validatingwebhookconfiguration.admissionregistration.k8s.io/keyhook",
+				"poddisruptionbudget.policy/keyhook-webhook", "role.rbac.authorization.k8s.io/keyhook-webhook", "role.rbac.authorization.k8s.io/keyhook-controller",
+				"clusterrole.rbac.authorization.k8s.io/keyhook-webhook", "clusterrole.rbac.authorization.k8s.io/keyhook-controller",
+				"serviceaccount/keyhook-webhook", "serviceaccount/keyhook-controller",
 				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-namespace-labels", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-namespace-labels",
 				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-pods", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-pods"} {
 				if !strings.Contains(string(res), want) {
@@ -63,15 +66,16 @@ func TestManifestsApply(t *testing.T) {
 
 // TestSelfManagedManifests checks what the self-managed install needs to
 // come up without cert-manager: no cert-manager object or annotation, a
-// Deployment that does not wait for a mounted Secret, and RBAC for the
-// Secret and the registrations keyhook writes (names as cmd/webhook's
-// defaults: --cert-secret keyhook-system/keyhook-webhook-tls,
-// --webhook-configuration keyhook).
+// webhook Deployment that does not wait for a mounted Secret, a controller
+// Deployment that issues, each as its own ServiceAccount, and RBAC for the
+// Secret and the registrations (names as the binaries' defaults:
+// --cert-secret keyhook-system/keyhook-webhook-tls, --webhook-configuration
+// keyhook): the controller writes them, the webhook only reads its Secret.
 func TestSelfManagedManifests(t *testing.T) {
 	out := kustomize(t, "manifests/self-managed")
-	var deploy appsv1.Deployment
-	var role rbacv1.Role
-	var clusterRole rbacv1.ClusterRole
+	deploys := map[string]appsv1.Deployment{}
+	roles := map[string]rbacv1.Role{}
+	clusterRoles := map[string]rbacv1.ClusterRole{}
 	registrations := 0
 	for _, doc := range strings.Split(out, "\n---\n") {
 		var meta metav1.PartialObjectMetadata
@@ -83,11 +87,17 @@ func TestSelfManagedManifests(t *testing.T) {
 		}
 		switch meta.Kind {
 		case "Deployment":
-			must(t, yaml.UnmarshalStrict([]byte(doc), &deploy))
+			var d appsv1.Deployment
+			must(t, yaml.UnmarshalStrict([]byte(doc), &d))
+			deploys[d.Name] = d
 		case "Role":
-			must(t, yaml.UnmarshalStrict([]byte(doc), &role))
+			var r rbacv1.Role
+			must(t, yaml.UnmarshalStrict([]byte(doc), &r))
+			roles[r.Name] = r
 		case "ClusterRole":
-			must(t, yaml.UnmarshalStrict([]byte(doc), &clusterRole))
+			var r rbacv1.ClusterRole
+			must(t, yaml.UnmarshalStrict([]byte(doc), &r))
+			clusterRoles[r.Name] = r
 		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
 			registrations++
 			if meta.Name != "keyhook" {
@@ -104,14 +114,22 @@ func TestSelfManagedManifests(t *testing.T) {
 	if registrations != 2 {
 		t.Errorf("%d webhook registrations, want 2", registrations)
 	}
-	spec := deploy.Spec.Template.Spec
-	if len(spec.Containers) != 1 || !slices.Contains(spec.Containers[0].Args, "--tls-mode=self-managed") {
-		t.Errorf("the Deployment does not run --tls-mode=self-managed: %v", spec.Containers)
-	}
-	for _, v := range spec.Volumes {
-		if v.Secret != nil && v.Secret.SecretName == "keyhook-webhook-tls" {
-			t.Error("the Deployment mounts keyhook-webhook-tls: its pods would not start before the Secret exists")
+	for _, name := range []string{"keyhook-webhook", "keyhook-controller"} {
+		spec := deploys[name].Spec.Template.Spec
+		if len(spec.Containers) != 1 || !slices.Contains(spec.Containers[0].Args, "--tls-mode=self-managed") {
+			t.Errorf("Deployment %s does not run --tls-mode=self-managed: %v", name, spec.Containers)
 		}
+		if spec.ServiceAccountName != name {
+			t.Errorf("Deployment %s runs as ServiceAccount %q, want its own, %s", name, spec.ServiceAccountName, name)
+		}
+		for _, v := range spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "keyhook-webhook-tls" {
+				t.Errorf("Deployment %s mounts keyhook-webhook-tls: its pods would not start before the Secret exists", name)
+			}
+		}
+	}
+	if !slices.Contains(deploys["keyhook-controller"].Spec.Template.Spec.Containers[0].Args, "--leader-elect") {
+		t.Error("the controller Deployment does not run --leader-elect")
 	}
 	allows := func(rules []rbacv1.PolicyRule, resource, name, verb string) bool {
 		for _, r := range rules {
@@ -122,18 +140,40 @@ func TestSelfManagedManifests(t *testing.T) {
 		}
 		return false
 	}
-	if role.Namespace != "keyhook-system" {
-		t.Errorf("the Role is in %q, not keyhook-system", role.Namespace)
+	for name, r := range roles {
+		if r.Namespace != "keyhook-system" {
+			t.Errorf("Role %s is in %q, not keyhook-system", name, r.Namespace)
+		}
 	}
 	for _, verb := range []string{"get", "list", "watch", "create", "update"} {
-		if !allows(role.Rules, "secrets", "keyhook-webhook-tls", verb) {
-			t.Errorf("the Role does not allow %s on Secret keyhook-webhook-tls", verb)
+		if !allows(roles["keyhook-controller"].Rules, "secrets", "keyhook-webhook-tls", verb) {
+			t.Errorf("the controller's Role does not allow %s on Secret keyhook-webhook-tls", verb)
 		}
 	}
-	for _, res := range []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"} {
-		if !allows(clusterRole.Rules, res, "keyhook", "patch") {
-			t.Errorf("the ClusterRole does not allow patching %s keyhook", res)
+	for _, verb := range []string{"get", "list", "watch"} {
+		if !allows(roles["keyhook-webhook"].Rules, "secrets", "keyhook-webhook-tls", verb) {
+			t.Errorf("the webhook's Role does not allow %s on Secret keyhook-webhook-tls", verb)
 		}
+	}
+	// The webhook only reads: no rule of its anywhere grants a write.
+	webhookRules := append(slices.Clone(roles["keyhook-webhook"].Rules), clusterRoles["keyhook-webhook"].Rules...)
+	for _, r := range webhookRules {
+		for _, verb := range r.Verbs {
+			if !slices.Contains([]string{"get", "list", "watch"}, verb) {
+				t.Errorf("the webhook's RBAC grants %s on %v", verb, r.Resources)
+			}
+		}
+	}
+	if len(webhookRules) == 0 {
+		t.Error("no RBAC for the webhook")
+	}
+	for _, res := range []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"} {
+		if !allows(clusterRoles["keyhook-controller"].Rules, res, "keyhook", "patch") {
+			t.Errorf("the controller's ClusterRole does not allow patching %s keyhook", res)
+		}
+	}
+	if !allows(clusterRoles["keyhook-controller"].Rules, "serviceaccounts/token", "", "create") {
+		t.Error("the controller's ClusterRole does not allow creating tokens (the sync logs in as a store's serviceAccountRef)")
 	}
 }
 

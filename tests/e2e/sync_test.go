@@ -232,7 +232,7 @@ func assertNoValues(ctx context.Context, t *testing.T, ns string, values ...stri
 	a, _ := json.Marshal(evs)
 	b, _ := json.Marshal(coreEvs)
 	c, _ := json.Marshal(ess)
-	for where, text := range map[string]string{"events": string(a) + string(b), "ExternalSecrets": string(c), "webhook log": webhook.Proc.Output()} {
+	for where, text := range map[string]string{"events": string(a) + string(b), "ExternalSecrets": string(c), "webhook log": webhook.Proc.Output(), "keyhook-controller log": controller.Proc.Output()} {
 		for _, v := range values {
 			if strings.Contains(text, v) {
 				t.Errorf("a secret value appears in the %s", where)

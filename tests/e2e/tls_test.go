@@ -28,14 +28,18 @@ import (
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// TestSelfManagedTLS starts a keyhook in --tls-mode=self-managed with no
-// certificate at all: no Secret, and webhook configurations without a
-// caBundle. keyhook issues its CA and serving certificate, publishes the CA,
-// and the API server calls it. Then, with lifetimes of seconds, it rotates
-// the serving certificate several times and the CA once, while pods and
-// ExternalSecrets are created through the API server against entries that
-// fail closed: not one admission may fail, and the process is never
-// restarted.
+// TestSelfManagedTLS installs keyhook as manifests/self-managed/ does — a
+// controller that issues and a webhook that serves, each as its own
+// ServiceAccount with the RBAC of manifests/, the Secret
+// keyhook-system/keyhook-webhook-tls and the configurations "keyhook" that
+// RBAC names — with no certificate at all: no Secret, and webhook
+// configurations without a caBundle. The controller issues its CA and
+// serving certificate and publishes the CA; the webhook serves the
+// certificate and the API server calls it. Then, with lifetimes of seconds,
+// the controller rotates the serving certificate several times and the CA
+// once, while pods and ExternalSecrets are created through the API server
+// against entries that fail closed: not one admission may fail, and neither
+// process is ever restarted.
 func TestSelfManagedTLS(t *testing.T) {
 	ctx := testContext(t)
 	ns := tenant(ctx, t, "tls")
@@ -45,7 +49,15 @@ func TestSelfManagedTLS(t *testing.T) {
 	if err := cluster.Client.Create(ctx, externalSecret(ns, "db", v1alpha1.ExternalSecretSpec{Data: []v1alpha1.ExternalSecretData{data("password", ns+"/db", "password", "")}})); err != nil {
 		t.Fatal(err)
 	}
-	secretKey := client.ObjectKey{Namespace: ns, Name: "keyhook-webhook-tls"}
+	// The defaults of both binaries, which the RBAC of manifests/ names.
+	secretKey := client.ObjectKey{Namespace: framework.Namespace, Name: "keyhook-webhook-tls"}
+	deleteSecret := func() {
+		if err := cluster.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secretKey.Namespace, Name: secretKey.Name}}); client.IgnoreNotFound(err) != nil {
+			t.Errorf("deleting the certificate Secret: %v", err)
+		}
+	}
+	deleteSecret() // left by an earlier run in this cluster
+	t.Cleanup(deleteSecret)
 	if err := cluster.Client.Get(ctx, secretKey, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the certificate Secret exists before keyhook starts: %v", err)
 	}
@@ -71,20 +83,31 @@ func TestSelfManagedTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	controllerBin, err := framework.ControllerBinary(workDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(workDir, ns) // kept when the package fails
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// The issuer alone: the package's controller syncs and labels.
 	// CA: 10 s, replaced with 5 s left; serving certificates: 4 s, renewed
 	// with 2 s left; a new CA signs after 1 s (half of 2 s).
-	w, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{
-		Binary: webhookBin, AgentImage: agentImage, Name: "tls", ConfigName: "keyhook-tls-" + ns,
-		SelfManagedTLS: true, EditConfigs: scope,
+	issuer, err := framework.StartController(ctx, cluster, dir, framework.ControllerOptions{
+		Binary: controllerBin, Name: "tls-controller",
 		Args: []string{
-			"--enable-sync=false", "--enable-policy=false",
-			"--cert-secret=" + secretKey.String(),
+			"--enable-sync=false", "--enable-policy=false", "--tls-mode=self-managed", "--webhook-service=127.0.0.1,localhost",
 			"--ca-validity=10s", "--ca-renew-before=5s", "--cert-validity=4s", "--cert-renew-before=2s",
 		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = issuer.Stop() })
+	w, err := framework.StartWebhook(ctx, cluster, dir, framework.WebhookOptions{
+		Binary: webhookBin, AgentImage: agentImage, Name: "tls", ConfigName: "keyhook",
+		SelfManagedTLS: true, EditConfigs: scope,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +118,13 @@ func TestSelfManagedTLS(t *testing.T) {
 			t.Errorf("unregistering: %v", err)
 		}
 	})
-	proc := w.Proc
+	proc, issuerProc := w.Proc, issuer.Proc
 
-	// Ready means serving a certificate: the one of the Secret, under the
-	// CA that is now every entry's caBundle.
+	// The webhook's being ready means serving a certificate: the one of the
+	// Secret, under the CA that is now every entry's caBundle.
 	secret := &corev1.Secret{}
 	if err := cluster.Client.Get(ctx, secretKey, secret); err != nil {
-		t.Fatalf("keyhook is ready but wrote no Secret: %v", err)
+		t.Fatalf("the webhook is ready but the controller wrote no Secret: %v", err)
 	}
 	if secret.Type != corev1.SecretTypeTLS || len(secret.Data[certs.CABundleKey]) == 0 {
 		t.Fatalf("Secret %s: type %s, keys %v; want kubernetes.io/tls with ca.crt", secretKey, secret.Type, tlsDataKeys(secret.Data))
@@ -239,6 +262,9 @@ func TestSelfManagedTLS(t *testing.T) {
 	}
 	if w.Proc != proc || proc.Exited() {
 		t.Errorf("the webhook process was restarted or exited:\n%s", proc.Output())
+	}
+	if issuer.Proc != issuerProc || issuerProc.Exited() {
+		t.Errorf("the controller process was restarted or exited:\n%s", issuerProc.Output())
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
-	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
 
 // Cluster is a real control plane on loopback: etcd and kube-apiserver
@@ -38,12 +37,6 @@ type Cluster struct {
 	// StartedIn is how long it took from start until the API server answered
 	// and the controller-manager had created the default service account.
 	StartedIn time.Duration
-	// KeyhookKubeconfig is the kubeconfig keyhook's processes run with: the
-	// user webhookconfig.Defaults().NamespaceLabeler (the name the API server
-	// gives keyhook's service account in an install, which
-	// ValidatingAdmissionPolicy keyhook-namespace-labels lets alone set the
-	// keyhook.dev/injection label), in system:masters.
-	KeyhookKubeconfig string
 }
 
 // ClusterOptions configure StartClusterWith.
@@ -158,17 +151,6 @@ func (c *Cluster) init(ctx context.Context, dir, assets string) error {
 	}
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
-		return err
-	}
-	keyhook, err := c.Env.AddUser(envtest.User{Name: webhookconfig.Defaults().NamespaceLabeler, Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return err
-	}
-	if kc, err = keyhook.KubeConfig(); err != nil {
-		return err
-	}
-	c.KeyhookKubeconfig = filepath.Join(dir, "keyhook.kubeconfig")
-	if err := os.WriteFile(c.KeyhookKubeconfig, kc, 0o600); err != nil {
 		return err
 	}
 	certDir := c.Env.ControlPlane.APIServer.CertDir

@@ -1,6 +1,6 @@
 // Package framework starts the real parts keyhook is tested against — etcd,
 // kube-apiserver, kube-controller-manager, a Vault dev server and the keyhook
-// webhook binary — on loopback, for the end-to-end tests and `make demo`.
+// webhook and controller binaries — on loopback, for the end-to-end tests and `make demo`.
 package framework
 
 import (
@@ -155,28 +155,56 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Binaries locates keyhook's own binaries: $KEYHOOK_BIN when set (make test
-// builds them there), else they are built into dir.
+// Binaries locates keyhook's webhook and init-agent binaries: $KEYHOOK_BIN
+// when set (make test builds them there), else they are built into dir.
 func Binaries(dir string) (webhook, agent string, err error) {
-	if bin := os.Getenv("KEYHOOK_BIN"); bin != "" {
-		webhook, agent = filepath.Join(bin, "keyhook-webhook"), filepath.Join(bin, "keyhook-init-agent")
-		for _, f := range []string{webhook, agent} {
+	bins, err := binaries(dir, "keyhook-webhook", "keyhook-init-agent")
+	if err != nil {
+		return "", "", err
+	}
+	return bins[0], bins[1], nil
+}
+
+// ControllerBinary locates the keyhook-controller binary as Binaries does.
+func ControllerBinary(dir string) (string, error) {
+	bins, err := binaries(dir, "keyhook-controller")
+	if err != nil {
+		return "", err
+	}
+	return bins[0], nil
+}
+
+// packages are the commands of keyhook's binaries.
+var packages = map[string]string{
+	"keyhook-webhook":    "./cmd/webhook",
+	"keyhook-controller": "./cmd/controller",
+	"keyhook-init-agent": "./cmd/init-agent",
+}
+
+func binaries(dir string, names ...string) ([]string, error) {
+	var out []string
+	bin := os.Getenv("KEYHOOK_BIN")
+	for _, name := range names {
+		if bin != "" {
+			f := filepath.Join(bin, name)
 			if _, err := os.Stat(f); err != nil {
-				return "", "", fmt.Errorf("KEYHOOK_BIN=%s: %w (run make build)", bin, err)
+				return nil, fmt.Errorf("KEYHOOK_BIN=%s: %w (run make build)", bin, err)
+			}
+			out = append(out, f)
+			continue
+		}
+		f := filepath.Join(dir, name)
+		if _, err := os.Stat(f); err != nil {
+			cmd := exec.Command("go", "build", "-o", f, packages[name])
+			cmd.Dir = RepoRoot()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("building %s: %v\n%s", packages[name], err, b)
 			}
 		}
-		return webhook, agent, nil
+		out = append(out, f)
 	}
-	webhook, agent = filepath.Join(dir, "keyhook-webhook"), filepath.Join(dir, "keyhook-init-agent")
-	for out, pkg := range map[string]string{webhook: "./cmd/webhook", agent: "./cmd/init-agent"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("building %s: %v\n%s", pkg, err, b)
-		}
-	}
-	return webhook, agent, nil
+	return out, nil
 }
 
 // mustEnv returns the value of an environment variable that make sets.

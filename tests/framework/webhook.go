@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,7 +23,8 @@ import (
 )
 
 // Webhook is the keyhook webhook binary, serving TLS on loopback and
-// registered with the cluster's API server.
+// registered with the cluster's API server, running as its own
+// ServiceAccount with the read-only RBAC of manifests/.
 type Webhook struct {
 	Proc        *Process
 	URL         string // https://127.0.0.1:PORT
@@ -48,16 +48,19 @@ type WebhookOptions struct {
 	AgentImage string
 	// Args are extra flags.
 	Args []string
-	// Unregistered skips the MutatingWebhookConfiguration (for instances
-	// that only reconcile).
+	// Unregistered skips the webhook configurations.
 	Unregistered bool
+	// Kubeconfig, when set, replaces the webhook's own identity
+	// (Cluster.Identity) with another, e.g. the admin's.
+	Kubeconfig string
 	// Name names the log file; default keyhook-webhook.
 	Name string
-	// SelfManagedTLS starts the webhook with --tls-mode=self-managed for
-	// 127.0.0.1: no certificate is written for it; its configurations are
-	// registered before it starts, without a caBundle, for it to fill in;
-	// it is ready once it serves a certificate it issued. Args name
-	// --cert-secret and the validities.
+	// SelfManagedTLS starts the webhook with --tls-mode=self-managed: no
+	// certificate is written for it; its configurations are registered
+	// before it starts, without a caBundle, for a controller in
+	// --tls-mode=self-managed (--webhook-service=127.0.0.1) to fill in; it
+	// is ready once it serves the certificate the controller issued. Args
+	// name --cert-secret.
 	SelfManagedTLS bool
 	// ConfigName names the webhook configurations; default keyhook-tests.
 	ConfigName string
@@ -69,10 +72,10 @@ type WebhookOptions struct {
 // StartWebhook issues a CA and a serving certificate for 127.0.0.1, starts
 // the webhook with them, waits until it is ready and registers a
 // MutatingWebhookConfiguration for it with the CA as caBundle. With
-// SelfManagedTLS the webhook issues its own. It runs as keyhook's identity
-// (Cluster.KeyhookKubeconfig) and installs the ValidatingAdmissionPolicies
-// of manifests/ (webhookconfig.AdmissionPolicies) along with the
-// registrations, as an install does.
+// SelfManagedTLS a controller issues them. It runs as the webhook's own
+// ServiceAccount (Cluster.Identity) and installs the
+// ValidatingAdmissionPolicies of manifests/ (webhookconfig.AdmissionPolicies)
+// along with the registrations, as an install does.
 func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptions) (*Webhook, error) {
 	w := &Webhook{certDir: filepath.Join(dir, "webhook-tls"), ConfigName: opts.ConfigName, bin: opts.Binary}
 	if w.ConfigName == "" {
@@ -81,7 +84,7 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 	var err error
 	tlsArgs := []string{"--cert-dir=" + w.certDir}
 	if opts.SelfManagedTLS {
-		tlsArgs = []string{"--tls-mode=self-managed", "--webhook-service=127.0.0.1,localhost", "--webhook-configuration=" + w.ConfigName}
+		tlsArgs = []string{"--tls-mode=self-managed"}
 	} else if w.CAPEM, err = writeServingCert(w.certDir); err != nil {
 		return nil, err
 	}
@@ -97,8 +100,14 @@ func StartWebhook(ctx context.Context, c *Cluster, dir string, opts WebhookOptio
 		name = "keyhook-webhook"
 	}
 	w.log = filepath.Join(dir, name+".log")
+	kubeconfig := opts.Kubeconfig
+	if kubeconfig == "" {
+		if kubeconfig, err = c.Identity(ctx, dir, RoleWebhook); err != nil {
+			return nil, fmt.Errorf("the webhook's identity: %w", err)
+		}
+	}
 	w.args = append([]string{
-		"--kubeconfig=" + c.KeyhookKubeconfig,
+		"--kubeconfig=" + kubeconfig,
 		"--webhook-host=127.0.0.1",
 		"--webhook-port=" + itoa(w.port),
 		"--metrics-bind-address=127.0.0.1:" + itoa(w.metricsPort),
@@ -193,25 +202,7 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if w.Proc, err = Start("keyhook-webhook", w.log, os.Environ(), w.bin, w.args...); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", w.probePort)
-	err = WaitFor(wctx, 50*time.Millisecond, func() (bool, error) {
-		if w.Proc.Exited() {
-			return false, fmt.Errorf("keyhook-webhook exited:\n%s", tail(w.Proc.Output(), 30))
-		}
-		resp, err := http.Get(readyz)
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz: %s", resp.Status)
-	})
-	if err != nil {
-		_ = w.Proc.Stop(5 * time.Second)
-		return fmt.Errorf("waiting for keyhook-webhook: %w\n%s", err, tail(w.Proc.Output(), 30))
-	}
-	return nil
+	return waitReady(ctx, w.Proc, w.probePort)
 }
 
 // Stop stops the webhook process; its configuration stays registered.
