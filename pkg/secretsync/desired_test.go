@@ -1,7 +1,6 @@
 package secretsync
 
 import (
-	"strings"
 	"testing"
 	"time"
 
