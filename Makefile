@@ -21,10 +21,17 @@ TEST_TIMEOUT ?= 20m
 
 all: build
 
-build: ## Build the webhook, the controller and the init-agent.
+# The init-agent is built with every provider (keyhook-init-agent) and once
+# per provider (keyhook-init-agent-<provider>, build tag <provider>), which
+# links that provider's SDK alone.
+AGENT_PROVIDERS := vault aws gcpsm
+
+build: ## Build the webhook, the controller and the init-agents (all providers, and one per provider).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-webhook ./cmd/webhook
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-controller ./cmd/controller
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keyhook-init-agent ./cmd/init-agent
+	for p in $(AGENT_PROVIDERS); do \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -tags $$p -o $(BIN)/keyhook-init-agent-$$p ./cmd/init-agent; done
 
 # make images: every image (go run ./hack/images list) for PLATFORMS, built
 # by pkg/imagebuild without Docker, into bin/images/ (an OCI layout with an

@@ -18,9 +18,6 @@ import (
 	"time"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
-	awsfetch "github.com/keyhook/keyhook/pkg/fetch/aws"
-	"github.com/keyhook/keyhook/pkg/fetch/gcpsm"
-	"github.com/keyhook/keyhook/pkg/fetch/vault"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
 
@@ -118,86 +115,41 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// NewProvider builds the real provider for a store of the plan.
+// NewProvider builds the real provider for a store of the plan. Which
+// providers an agent has depends on its build (Built): a store of a provider
+// it lacks fails at once, naming the image to use instead.
 func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error) {
 	switch {
 	case store.AWS != nil:
 		return newAWS(ctx, store.AWS, cfg)
 	case store.GCPSM != nil:
 		return newGCPSM(ctx, store.GCPSM, cfg)
-	case store.Vault == nil:
-		return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
+	case store.Vault != nil:
+		return newVault(ctx, store.Vault, cfg)
 	}
-	v := store.Vault
-	vc := vault.Config{Server: v.Server, Mount: v.Path, KVVersion: v.KVVersion, Namespace: v.Namespace, CABundle: []byte(v.CABundle)}
-	switch {
-	case v.Kubernetes != nil:
-		jwt, err := os.ReadFile(filepath.Join(cfg.Root, v.Kubernetes.TokenPath))
-		if err != nil {
-			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
-		}
-		vc.Kubernetes = &vault.KubernetesAuth{MountPath: v.Kubernetes.MountPath, Role: v.Kubernetes.Role, JWT: strings.TrimSpace(string(jwt))}
-	case v.JWT != nil:
-		jwt, err := os.ReadFile(filepath.Join(cfg.Root, v.JWT.TokenPath))
-		if err != nil {
-			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
-		}
-		vc.JWT = &vault.KubernetesAuth{MountPath: v.JWT.MountPath, Role: v.JWT.Role, JWT: strings.TrimSpace(string(jwt))}
-	case v.AppRole != nil:
-		id := strings.TrimSpace(cfg.Getenv(v.AppRole.SecretIDEnv))
-		if id == "" {
-			return nil, fmt.Errorf("environment variable %s (the store's AppRole secret id Secret) is empty: %w", v.AppRole.SecretIDEnv, fetch.ErrInvalid)
-		}
-		vc.AppRole = &vault.AppRoleAuth{MountPath: v.AppRole.MountPath, RoleID: v.AppRole.RoleID, SecretID: id}
-	case v.TokenEnv != "":
-		vc.Token = strings.TrimSpace(cfg.Getenv(v.TokenEnv))
-		if vc.Token == "" {
-			return nil, fmt.Errorf("environment variable %s (the store's token Secret) is empty: %w", v.TokenEnv, fetch.ErrInvalid)
-		}
-	}
-	return vault.New(ctx, vc)
+	return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
 }
 
-func newAWS(ctx context.Context, a *plan.AWS, cfg Config) (fetch.Provider, error) {
-	ac := awsfetch.Config{
-		Service: a.Service, Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
-		CABundle: []byte(a.CABundle), RoleARN: a.RoleARN, SessionName: a.SessionName,
+// Built lists the providers this agent was built with (build tags vault,
+// aws, gcpsm; all, or none, builds every one), by their plan.Provider names.
+func Built() []string {
+	var out []string
+	for _, p := range []struct {
+		name string
+		in   bool
+	}{{plan.ProviderVault, hasVault}, {plan.ProviderAWS, hasAWS}, {plan.ProviderGCPSM, hasGCPSM}} {
+		if p.in {
+			out = append(out, p.name)
+		}
 	}
-	if w := a.WebIdentity; w != nil {
-		jwt, err := os.ReadFile(filepath.Join(cfg.Root, w.TokenPath))
-		if err != nil {
-			return nil, fmt.Errorf("reading the pod's service-account token: %w", err)
-		}
-		ac.WebIdentity = &awsfetch.WebIdentity{RoleARN: w.RoleARN, Token: strings.TrimSpace(string(jwt))}
-	} else {
-		keys := &awsfetch.StaticKeys{
-			AccessKeyID:     strings.TrimSpace(cfg.Getenv(a.AccessKeyIDEnv)),
-			SecretAccessKey: strings.TrimSpace(cfg.Getenv(a.SecretAccessKeyEnv)),
-		}
-		if a.SessionTokenEnv != "" {
-			keys.SessionToken = strings.TrimSpace(cfg.Getenv(a.SessionTokenEnv))
-		}
-		if keys.AccessKeyID == "" || keys.SecretAccessKey == "" {
-			return nil, fmt.Errorf("environment variables %s and %s (the store's access key Secret) must not be empty: %w", a.AccessKeyIDEnv, a.SecretAccessKeyEnv, fetch.ErrInvalid)
-		}
-		ac.Static = keys
-	}
-	return awsfetch.New(ctx, ac)
+	return out
 }
 
-// newGCPSM reads Google Secret Manager with the service-account key from the
-// init container's env (a secretKeyRef of the pod's namespace), or else with
-// application default credentials: on GKE, the pod's workload identity.
-func newGCPSM(ctx context.Context, g *plan.GCPSM, cfg Config) (fetch.Provider, error) {
-	gc := gcpsm.Config{ProjectID: g.ProjectID, Endpoint: g.Endpoint, CABundle: []byte(g.CABundle)}
-	if g.CredentialsEnv != "" {
-		key := strings.TrimSpace(cfg.Getenv(g.CredentialsEnv))
-		if key == "" {
-			return nil, fmt.Errorf("environment variable %s (the store's service-account key Secret) is empty: %w", g.CredentialsEnv, fetch.ErrInvalid)
-		}
-		gc.CredentialsJSON = []byte(key)
-	}
-	return gcpsm.New(ctx, gc)
+// notBuilt is the error of a store whose provider this agent lacks:
+// permanent, so the pod fails at once with what to change.
+func notBuilt(provider string) error {
+	return fmt.Errorf("this init-agent was built without the %s provider (it has %s): the webhook's --agent-image-%s must name an image with it, e.g. the all-provider image: %w",
+		provider, strings.Join(Built(), ", "), provider, fetch.ErrInvalid)
 }
 
 func retry(ctx context.Context, op func() error, onRetry func(error, time.Duration)) error {

@@ -40,12 +40,35 @@ const (
 
 // Config is the webhook-wide part of the mutation.
 type Config struct {
-	// AgentImage is the init-agent image.
+	// AgentImage is the all-provider init-agent image.
 	AgentImage string
+	// ProviderImages are init-agent images built with one provider only
+	// (plan.ProviderVault, ...): smaller, and linking no other provider's
+	// SDK. A pod whose stores are all of one provider with an image here
+	// gets that image; any other pod gets AgentImage.
+	ProviderImages map[string]string
 	// AgentImagePullPolicy of the init-agent image.
 	AgentImagePullPolicy corev1.PullPolicy
 	// AgentArgs are extra arguments of the agent, e.g. its deadline.
 	AgentArgs []string
+}
+
+// agentImage is the image for plan p: the one-provider image when every
+// store of p is of that provider and it has one, else the all-provider one.
+func (c Config) agentImage(p *plan.Plan) string {
+	provider := ""
+	for _, s := range p.Secrets {
+		switch sp := s.Store.Provider(); {
+		case provider == "":
+			provider = sp
+		case sp != provider:
+			return c.AgentImage
+		}
+	}
+	if img := c.ProviderImages[provider]; img != "" {
+		return img
+	}
+	return c.AgentImage
 }
 
 // DefaultAgentResources are small on purpose: the agent runs once and exits.
@@ -131,7 +154,7 @@ func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source)
 
 	agent := corev1.Container{
 		Name:            AgentContainerName,
-		Image:           cfg.AgentImage,
+		Image:           cfg.agentImage(p),
 		ImagePullPolicy: cfg.AgentImagePullPolicy,
 		Args:            slices.Clone(cfg.AgentArgs),
 		Env:             append([]corev1.EnvVar{{Name: plan.EnvVar, Value: encoded}}, env...),

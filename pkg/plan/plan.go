@@ -89,6 +89,27 @@ type Store struct {
 	GCPSM *GCPSM `json:"gcpsm,omitempty"`
 }
 
+// Provider names: the init-agent's build tags, the webhook's
+// --agent-image-<provider> flags, and what Store.Provider returns.
+const (
+	ProviderVault = "vault"
+	ProviderAWS   = "aws"
+	ProviderGCPSM = "gcpsm"
+)
+
+// Provider is the name of the store's provider; "" when none is set.
+func (s Store) Provider() string {
+	switch {
+	case s.Vault != nil:
+		return ProviderVault
+	case s.AWS != nil:
+		return ProviderAWS
+	case s.GCPSM != nil:
+		return ProviderGCPSM
+	}
+	return ""
+}
+
 // AWS is how the agent reaches AWS Secrets Manager or Parameter Store.
 type AWS struct {
 	// Service is SecretsManager or ParameterStore.

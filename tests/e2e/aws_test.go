@@ -96,6 +96,11 @@ func TestAWSProviders(t *testing.T) {
 	if !hasAgent(pod) {
 		t.Fatalf("pod not injected")
 	}
+	// Its stores are all AWS ones: the agent built with AWS alone
+	// (--agent-image-aws), which runAgent runs.
+	if img := pod.Spec.InitContainers[0].Image; img != agentImageAWS {
+		t.Errorf("agent image %q, want the AWS-only %q", img, agentImageAWS)
+	}
 	before := srv.Calls(awstest.OpAssumeRoleWithWebIdentity)
 	output, root := runAgent(ctx, t, pod)
 	wantFiles(t, root, map[string]string{"db/password": dbPass, "api/key": apiKey})

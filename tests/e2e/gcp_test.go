@@ -79,6 +79,11 @@ func TestGoogleSecretManager(t *testing.T) {
 	if !hasAgent(pod) {
 		t.Fatal("pod not injected")
 	}
+	// Its store is a Google one: the agent built with Google Secret Manager
+	// alone (--agent-image-gcpsm), which runAgent runs.
+	if img := pod.Spec.InitContainers[0].Image; img != agentImageGCPSM {
+		t.Errorf("agent image %q, want the Google-only %q", img, agentImageGCPSM)
+	}
 	for _, c := range pod.Spec.InitContainers {
 		for _, e := range c.Env {
 			if strings.Contains(e.Value, "PRIVATE KEY") {

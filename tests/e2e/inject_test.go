@@ -70,12 +70,13 @@ func tenant(ctx context.Context, t *testing.T, prefix string) string {
 	return ns
 }
 
-// runAgent runs pod's init-agent as the kubelet would and fails the test if
-// it fails; it returns what the agent printed and the pod's root directory.
+// runAgent runs pod's init-agent as the kubelet would — the binary of the
+// image the webhook injected — and fails the test if it fails; it returns
+// what the agent printed and the pod's root directory.
 func runAgent(ctx context.Context, t *testing.T, pod *corev1.Pod) (output, root string) {
 	t.Helper()
 	root = t.TempDir()
-	run, err := framework.RunAgent(ctx, cluster, agentBin, pod, root)
+	run, err := framework.RunAgent(ctx, cluster, agentBinFor(t, pod), pod, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +84,22 @@ func runAgent(ctx context.Context, t *testing.T, pod *corev1.Pod) (output, root 
 		t.Fatalf("agent failed: %v\n%s", run.Err, run.Output)
 	}
 	return run.Output, root
+}
+
+// agentBinFor is the agent binary of the image injected into pod.
+func agentBinFor(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == mutate.AgentContainerName {
+			bin, ok := agentBins[c.Image]
+			if !ok {
+				t.Fatalf("the webhook injected image %q, which no agent binary of the tests is", c.Image)
+			}
+			return bin
+		}
+	}
+	t.Fatalf("pod %s has no %s init container", pod.Name, mutate.AgentContainerName)
+	return ""
 }
 
 // wantFiles checks the files the agent wrote under root's secret directory

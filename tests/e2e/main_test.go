@@ -18,7 +18,14 @@ import (
 
 // agentImage is what the webhook injects; no kubelet pulls it here, the
 // tests run the agent binary with the stored container's args and env.
-const agentImage = "ghcr.io/keyhook/init-agent:e2e"
+// Pods whose stores are all AWS or all Google ones get the one-provider
+// images (--agent-image-aws, --agent-image-gcpsm), and the tests run the
+// agent built for that provider alone.
+const (
+	agentImage      = "ghcr.io/keyhook/init-agent:e2e"
+	agentImageAWS   = "ghcr.io/keyhook/init-agent-aws:e2e"
+	agentImageGCPSM = "ghcr.io/keyhook/init-agent-gcpsm:e2e"
+)
 
 // rolloutDebounce is the storm guard of the controller under test, shorter than
 // the default so that the tests wait less.
@@ -30,6 +37,8 @@ var (
 	webhook    *framework.Webhook
 	controller *framework.Controller
 	agentBin   string
+	// agentBins are the agent binaries by the image the webhook injects.
+	agentBins map[string]string
 	workDir    string
 )
 
@@ -61,6 +70,12 @@ func run(m *testing.M) int {
 		return fail("binaries", err)
 	}
 	agentBin = agent
+	agentBins = map[string]string{agentImage: agent}
+	for image, provider := range map[string]string{agentImageAWS: "aws", agentImageGCPSM: "gcpsm"} {
+		if agentBins[image], err = framework.AgentBinary(workDir, provider); err != nil {
+			return fail("binaries", err)
+		}
+	}
 	controllerBin, err := framework.ControllerBinary(workDir)
 	if err != nil {
 		return fail("binaries", err)
@@ -85,7 +100,10 @@ func run(m *testing.M) int {
 		return fail("controller", err)
 	}
 	defer controller.Stop()
-	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{Binary: webhookBin, AgentImage: agentImage}); err != nil {
+	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{
+		Binary: webhookBin, AgentImage: agentImage,
+		Args: []string{"--agent-image-aws=" + agentImageAWS, "--agent-image-gcpsm=" + agentImageGCPSM},
+	}); err != nil {
 		return fail("webhook", err)
 	}
 	defer webhook.Stop()

@@ -174,11 +174,25 @@ func ControllerBinary(dir string) (string, error) {
 	return bins[0], nil
 }
 
-// packages are the commands of keyhook's binaries.
-var packages = map[string]string{
-	"keyhook-webhook":    "./cmd/webhook",
-	"keyhook-controller": "./cmd/controller",
-	"keyhook-init-agent": "./cmd/init-agent",
+// AgentBinary locates the init-agent built with one provider only
+// (keyhook-init-agent-<provider>, build tag <provider>) as Binaries does.
+func AgentBinary(dir, provider string) (string, error) {
+	bins, err := binaries(dir, "keyhook-init-agent-"+provider)
+	if err != nil {
+		return "", err
+	}
+	return bins[0], nil
+}
+
+// packages are the commands of keyhook's binaries and their build tags, as
+// make build builds them.
+var packages = map[string][2]string{
+	"keyhook-webhook":          {"./cmd/webhook"},
+	"keyhook-controller":       {"./cmd/controller"},
+	"keyhook-init-agent":       {"./cmd/init-agent"},
+	"keyhook-init-agent-vault": {"./cmd/init-agent", "vault"},
+	"keyhook-init-agent-aws":   {"./cmd/init-agent", "aws"},
+	"keyhook-init-agent-gcpsm": {"./cmd/init-agent", "gcpsm"},
 }
 
 func binaries(dir string, names ...string) ([]string, error) {
@@ -195,11 +209,15 @@ func binaries(dir string, names ...string) ([]string, error) {
 		}
 		f := filepath.Join(dir, name)
 		if _, err := os.Stat(f); err != nil {
-			cmd := exec.Command("go", "build", "-o", f, packages[name])
+			pkg, ok := packages[name]
+			if !ok {
+				return nil, fmt.Errorf("no binary %s", name)
+			}
+			cmd := exec.Command("go", "build", "-tags", pkg[1], "-o", f, pkg[0])
 			cmd.Dir = RepoRoot()
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if b, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("building %s: %v\n%s", packages[name], err, b)
+				return nil, fmt.Errorf("building %s (tags %q): %v\n%s", pkg[0], pkg[1], err, b)
 			}
 		}
 		out = append(out, f)

@@ -29,6 +29,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/certs"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/pkg/resolve"
 )
 
@@ -39,10 +40,13 @@ import (
 // Config is everything the webhook is told, validated.
 type Config struct {
 	app.Common
-	WebhookHost          string
-	WebhookPort          int
-	CertDir              string
-	AgentImage           string
+	WebhookHost string
+	WebhookPort int
+	CertDir     string
+	AgentImage  string
+	// ProviderImages are the one-provider agent images by provider
+	// (--agent-image-vault, ...); "" means AgentImage.
+	ProviderImages       map[string]string
 	AgentImagePullPolicy string
 	AgentDeadline        time.Duration
 	// TLSMode is app.TLSModeFiles or app.TLSModeSelfManaged.
@@ -66,7 +70,14 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookHost, "webhook-host", "", "address the webhook server listens on; empty means all")
 	fs.IntVar(&c.WebhookPort, "webhook-port", 9443, "port of the TLS webhook server")
 	fs.StringVar(&c.CertDir, "cert-dir", "/etc/keyhook/tls", "files TLS: directory holding tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&c.AgentImage, "agent-image", "ghcr.io/keyhook/init-agent:latest", "image of the init-agent injected into pods")
+	fs.StringVar(&c.AgentImage, "agent-image", "ghcr.io/keyhook/init-agent:latest", "image of the all-provider init-agent, injected into pods whose stores are of more than one provider or of one without its own image below")
+	c.ProviderImages = map[string]string{}
+	for _, p := range []struct{ name, title string }{{plan.ProviderVault, "Vault"}, {plan.ProviderAWS, "AWS"}, {plan.ProviderGCPSM, "Google Secret Manager"}} {
+		fs.Func("agent-image-"+p.name, "image of the init-agent built with the "+p.title+" provider alone (build tag "+p.name+"), injected into pods whose stores are all "+p.title+" ones; empty means --agent-image", func(v string) error {
+			c.ProviderImages[p.name] = v
+			return nil
+		})
+	}
 	fs.StringVar(&c.AgentImagePullPolicy, "agent-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of the init-agent image: Always, IfNotPresent or Never")
 	fs.DurationVar(&c.AgentDeadline, "agent-deadline", 2*time.Minute, "how long the init-agent retries before it fails the pod")
 	fs.StringVar(&c.TLSMode, "tls-mode", app.TLSModeFiles, "where the serving certificate comes from: files (tls.crt and tls.key in --cert-dir, e.g. from cert-manager) or self-managed (the Secret --cert-secret, which keyhook-controller issues and rotates)")
@@ -105,6 +116,7 @@ func (c *Config) validate() []error {
 func (c *Config) MutateConfig() mutate.Config {
 	return mutate.Config{
 		AgentImage:           c.AgentImage,
+		ProviderImages:       c.ProviderImages,
 		AgentImagePullPolicy: corev1.PullPolicy(c.AgentImagePullPolicy),
 		AgentArgs:            []string{"--deadline=" + c.AgentDeadline.String()},
 	}
@@ -207,6 +219,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.TLSMode == app.TLSModeSelfManaged {
 		tlsFrom = "secret=" + cfg.CertSecret
 	}
-	ctrl.Log.WithName("setup").Info("starting the webhook", "webhookPort", cfg.WebhookPort, "tlsMode", cfg.TLSMode, "tls", tlsFrom, "agentImage", cfg.AgentImage)
+	ctrl.Log.WithName("setup").Info("starting the webhook", "webhookPort", cfg.WebhookPort, "tlsMode", cfg.TLSMode, "tls", tlsFrom, "agentImage", cfg.AgentImage, "providerAgentImages", cfg.ProviderImages)
 	return mgr.Start(ctx)
 }
