@@ -17,7 +17,7 @@ export KEYHOOK_CACHE K8S_VERSION VAULT_VERSION
 # Test timeout for the whole suite; the control plane starts once per package.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test unit e2e bench generate manifests verify vet demo testenv clean images push
+.PHONY: all build test unit e2e bench generate manifests verify vet lint demo testenv clean images push
 
 all: build
 
@@ -48,6 +48,13 @@ images: ## Build the images (reproducible, multi-arch, SBOMs) into bin/images/.
 push: images ## Push bin/images/ to REGISTRY (make push REGISTRY=ghcr.io/you [TAG=v1]).
 	@test -n "$(REGISTRY)" || { echo "push: set REGISTRY, e.g. make push REGISTRY=ghcr.io/you"; exit 1; }
 	$(GO) run ./hack/images push -layout $(IMAGES_OUT) -registry $(REGISTRY) $(if $(TAG),-tag $(TAG))
+
+GOLANGCI_LINT := $(BIN)/golangci-lint
+$(GOLANGCI_LINT): hack/tools/lint/go.mod
+	cd hack/tools/lint && $(GO) build -o $(GOLANGCI_LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (v2, pinned in hack/tools/lint) with .golangci.yml.
+	$(GOLANGCI_LINT) run ./...
 
 $(CONTROLLER_GEN): hack/tools/gen/go.mod
 	cd hack/tools/gen && $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen
@@ -83,7 +90,7 @@ generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERA
 # provider SDK (they belong to the controller and the init-agent).
 WEBHOOK_FORBIDDEN_DEPS := aws-sdk-go-v2|cloud.google.com/go|google.golang.org/grpc|hashicorp/vault/api
 
-verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains, gofmt would change a file or the webhook links a provider SDK.
+verify: $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Fail when generated files are stale, vet or golangci-lint complains, gofmt would change a file or the webhook links a provider SDK.
 	@before=$$($(generated_state)); \
 	$(MAKE) --no-print-directory generate manifests >/dev/null; \
 	after=$$($(generated_state)); \
@@ -94,6 +101,7 @@ verify: $(CONTROLLER_GEN) ## Fail when generated files are stale, vet complains,
 	@deps=$$($(GO) list -deps ./cmd/webhook | grep -E '$(WEBHOOK_FORBIDDEN_DEPS)' || true); \
 	if [ -n "$$deps" ]; then echo "$$deps" | head; echo "verify: cmd/webhook links a provider SDK (see above; go mod why -m to find the import)"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
 
 vet:
 	$(GO) vet ./...

@@ -92,7 +92,7 @@ func syncOnce(t *testing.T, c *ReadCache, b *backend, ns, key string) (string, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeProvider(p)
+	defer func() { _ = closeProvider(p) }()
 	v, err := p.GetSecret(context.Background(), fetch.Ref{Key: key})
 	return string(v), err
 }

@@ -294,7 +294,8 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	if err != nil {
 		return nil, nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
 	}
-	defer closeProvider(p)
+	// Closing releases connections; a failure to is not the sync's.
+	defer func() { _ = closeProvider(p) }()
 	if policy == v1alpha1.CreationPolicyNone {
 		versions, err := fetch.Versions(ctx, p, resolve.PlanData(es.Spec.Data), resolve.PlanDataFrom(es.Spec.DataFrom))
 		if err == nil {

@@ -95,7 +95,7 @@ func demo(ctx context.Context, w io.Writer, hold func(*env) error) error {
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop()
+	defer func() { _ = cluster.Stop() }()
 	fmt.Fprintf(w, "   control plane ready in %s at %s\n", cluster.StartedIn.Round(time.Millisecond), cluster.Host)
 
 	d.step("starting Vault (dev server) with kubernetes auth and example data")
@@ -103,7 +103,7 @@ func demo(ctx context.Context, w io.Writer, hold func(*env) error) error {
 	if err != nil {
 		return err
 	}
-	defer vault.Stop()
+	defer func() { _ = vault.Stop() }()
 	if err := vault.KubernetesAuth(ctx, cluster); err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func demo(ctx context.Context, w io.Writer, hold func(*env) error) error {
 	if err != nil {
 		return err
 	}
-	defer wh.Stop()
+	defer func() { _ = wh.Stop() }()
 	fmt.Fprintf(w, "   webhook at %s, metrics at %s; controller metrics at %s\n", wh.URL, wh.MetricsURL, ctl.MetricsURL)
 
 	d.step("kubectl apply -f examples/")

@@ -39,7 +39,7 @@ var (
 	agentBin   string
 	// agentBins are the agent binaries by the image the webhook injects.
 	agentBins map[string]string
-	workDir    string
+	workDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -84,12 +84,12 @@ func run(m *testing.M) int {
 	if cluster, err = framework.StartCluster(ctx, workDir); err != nil {
 		return fail("control plane", err)
 	}
-	defer cluster.Stop()
+	defer func() { _ = cluster.Stop() }()
 	fmt.Fprintf(os.Stderr, "e2e: control plane ready in %s\n", cluster.StartedIn.Round(time.Millisecond))
 	if vault, err = framework.StartVault(ctx, workDir); err != nil {
 		return fail("vault", err)
 	}
-	defer vault.Stop()
+	defer func() { _ = vault.Stop() }()
 	if err = vault.JWTAuth(ctx, cluster); err != nil {
 		return fail("vault jwt auth", err)
 	}
@@ -99,14 +99,14 @@ func run(m *testing.M) int {
 	if controller, err = framework.StartController(ctx, cluster, workDir, framework.ControllerOptions{Binary: controllerBin, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String()}}); err != nil {
 		return fail("controller", err)
 	}
-	defer controller.Stop()
+	defer func() { _ = controller.Stop() }()
 	if webhook, err = framework.StartWebhook(ctx, cluster, workDir, framework.WebhookOptions{
 		Binary: webhookBin, AgentImage: agentImage,
 		Args: []string{"--agent-image-aws=" + agentImageAWS, "--agent-image-gcpsm=" + agentImageGCPSM},
 	}); err != nil {
 		return fail("webhook", err)
 	}
-	defer webhook.Stop()
+	defer func() { _ = webhook.Stop() }()
 	fmt.Fprintf(os.Stderr, "e2e: control plane, vault, controller and webhook ready in %s\n", time.Since(start).Round(time.Millisecond))
 	code := m.Run()
 	if code != 0 {

@@ -18,7 +18,7 @@ import (
 // sdkError is what an SDK call returns for an answer with this HTTP status
 // and, if code is set, this AWS error.
 func sdkError(status int, code string) error {
-	var inner error = errors.New("http error")
+	inner := errors.New("http error")
 	if code != "" {
 		inner = &smithy.GenericAPIError{Code: code, Message: "msg"}
 	}
