@@ -72,7 +72,7 @@ func Metrics() []prometheus.Collector {
 // +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets;secretstores;clustersecretstores,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconciler syncs one ExternalSecret into its Secret.
