@@ -19,11 +19,12 @@ import (
 	"github.com/keyhook/keyhook/tests/framework"
 )
 
-// keyhookNamespace and keyhookDeployment are where the chart installs
-// keyhook.
+// keyhookNamespace, keyhookDeployment (the webhook) and keyhookController
+// are where the chart installs keyhook.
 const (
 	keyhookNamespace  = "keyhook-system"
-	keyhookDeployment = "keyhook"
+	keyhookDeployment = "keyhook-webhook"
+	keyhookController = "keyhook-controller"
 	keyhookConfig     = "keyhook"
 )
 
@@ -46,7 +47,7 @@ func kubectl(ctx context.Context, stdin []byte, args ...string) (string, error) 
 // images this run imported into the node, never pulled. It returns when
 // every replica is ready and the webhook configurations trust the CA keyhook
 // issued itself.
-func installKeyhook(ctx context.Context, webhookImage, agentImage string) error {
+func installKeyhook(ctx context.Context, webhookImage, controllerImage, agentImage string) error {
 	var helmLog bytes.Buffer
 	cfg, err := framework.HelmConfig(cluster, keyhookNamespace, &helmLog)
 	if err != nil {
@@ -68,8 +69,9 @@ func installKeyhook(ctx context.Context, webhookImage, agentImage string) error 
 		return map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}
 	}
 	vals := map[string]any{
-		"image": image(webhookImage),
-		"agent": map[string]any{"image": image(agentImage)},
+		"image":      image(webhookImage),
+		"controller": map[string]any{"image": image(controllerImage)},
+		"agent":      map[string]any{"image": image(agentImage)},
 		"tls":   map[string]any{"mode": "selfManaged"},
 	}
 	if _, err := install.RunWithContext(ctx, ch, vals); err != nil {
@@ -86,17 +88,19 @@ func waitKeyhookReady(ctx context.Context) error {
 	defer cancel()
 	var state string
 	err := framework.WaitFor(wctx, 500*time.Millisecond, func() (bool, error) {
-		d := &appsv1.Deployment{}
-		if err := cluster.Client.Get(wctx, client.ObjectKey{Namespace: keyhookNamespace, Name: keyhookDeployment}, d); err != nil {
-			return false, err
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		state = fmt.Sprintf("%d of %d replicas ready", d.Status.ReadyReplicas, want)
-		if d.Status.ObservedGeneration != d.Generation || d.Status.ReadyReplicas != want || d.Status.UpdatedReplicas != want {
-			return false, nil
+		for _, name := range []string{keyhookController, keyhookDeployment} {
+			d := &appsv1.Deployment{}
+			if err := cluster.Client.Get(wctx, client.ObjectKey{Namespace: keyhookNamespace, Name: name}, d); err != nil {
+				return false, err
+			}
+			want := int32(1)
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
+			}
+			state = fmt.Sprintf("%s: %d of %d replicas ready", name, d.Status.ReadyReplicas, want)
+			if d.Status.ObservedGeneration != d.Generation || d.Status.ReadyReplicas != want || d.Status.UpdatedReplicas != want {
+				return false, nil
+			}
 		}
 		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		if err := cluster.Client.Get(wctx, client.ObjectKey{Name: keyhookConfig}, m); err != nil {
@@ -113,7 +117,8 @@ func waitKeyhookReady(ctx context.Context) error {
 	if err != nil {
 		pods, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "get", "pods", "-o", "wide")
 		logs, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "logs", "deploy/"+keyhookDeployment, "--tail=30")
-		return fmt.Errorf("waiting for keyhook: %w (%s)\n%s\n%s", err, state, pods, logs)
+		ctlLogs, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "logs", "deploy/"+keyhookController, "--tail=30")
+		return fmt.Errorf("waiting for keyhook: %w (%s)\n%s\n%s\n%s", err, state, pods, logs, ctlLogs)
 	}
 	return nil
 }

@@ -34,7 +34,8 @@ const (
 	imageTag     = "node"
 	testAppImage = imageRepo + "/testapp:" + imageTag
 	agentImage   = imageRepo + "/init-agent:" + imageTag
-	webhookImage = imageRepo + "/webhook:" + imageTag
+	webhookImage    = imageRepo + "/webhook:" + imageTag
+	controllerImage = imageRepo + "/controller:" + imageTag
 )
 
 var (
@@ -119,7 +120,7 @@ func run(m *testing.M) (code int) {
 		return fail("node start", err)
 	}
 	nodeReady := time.Since(start)
-	if err = installKeyhook(ctx, webhookImage, agentImage); err != nil {
+	if err = installKeyhook(ctx, webhookImage, controllerImage, agentImage); err != nil {
 		return fail("installing keyhook", err)
 	}
 	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed and ready in %s\n",
@@ -178,7 +179,7 @@ func buildImages(ctx context.Context, dir string) ([]string, error) {
 	var want []imagebuild.Image
 	for _, im := range imagebuild.Images {
 		switch im.Name {
-		case "webhook", "init-agent", "testapp":
+		case "webhook", "controller", "init-agent", "testapp":
 			want = append(want, im)
 		}
 	}
