@@ -30,10 +30,10 @@ import (
 // Images imported into the node, built as make images builds them and named
 // <imageRepo>/<name>:<imageTag>; pods use them with imagePullPolicy Never.
 const (
-	imageRepo    = "keyhook.test"
-	imageTag     = "node"
-	testAppImage = imageRepo + "/testapp:" + imageTag
-	agentImage   = imageRepo + "/init-agent:" + imageTag
+	imageRepo       = "keyhook.test"
+	imageTag        = "node"
+	testAppImage    = imageRepo + "/testapp:" + imageTag
+	agentImage      = imageRepo + "/init-agent:" + imageTag
 	webhookImage    = imageRepo + "/webhook:" + imageTag
 	controllerImage = imageRepo + "/controller:" + imageTag
 )
