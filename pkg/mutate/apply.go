@@ -25,9 +25,16 @@ const (
 	AgentContainerName = "keyhook-agent"
 	SecretsVolumeName  = "keyhook-secrets"
 	TokenVolumeName    = "keyhook-token"
-	// TokenDir is where the projected service-account tokens are mounted in
-	// the agent container only; app containers never see them.
-	TokenDir = "/var/run/secrets/keyhook.dev/serviceaccount"
+	// TokenDir is where keyhook's token volume — the projected,
+	// audience-bound tokens of the pod's stores — is mounted in the agent
+	// container only; app containers never see them. It is the path of the
+	// pod's API token on purpose: the ServiceAccount admission plugin mounts
+	// the API token only into containers that have nothing there, so the
+	// agent, which needs no API token, gets none. And the plugin, run again
+	// after keyhook's patch, then changes nothing, so the API server does
+	// not call keyhook a second time for the pod (reinvocation IfNeeded
+	// stays, for containers another webhook adds after keyhook).
+	TokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	// secretEnvPrefix prefixes the env vars that carry credentials from
 	// Secrets of the pod's namespace (secretKeyRef, never literals).
 	secretEnvPrefix = "KEYHOOK_SECRET_"
@@ -140,16 +147,19 @@ func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source)
 		Name:         SecretsVolumeName,
 		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
 	})
-	agentMounts := []corev1.VolumeMount{{Name: SecretsVolumeName, MountPath: req.MountPath}}
+	// The token volume is there even when no store needs a token (an empty
+	// one then): it keeps the pod's API token out of the agent (TokenDir).
+	tokenVolume := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}
 	if len(tokenSources) > 0 {
-		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
-			Name: TokenVolumeName,
-			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources:     tokenSources,
-				DefaultMode: ptr.To[int32](0o444),
-			}},
-		})
-		agentMounts = append(agentMounts, corev1.VolumeMount{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true})
+		tokenVolume = corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources:     tokenSources,
+			DefaultMode: ptr.To[int32](0o444),
+		}}
+	}
+	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: TokenVolumeName, VolumeSource: tokenVolume})
+	agentMounts := []corev1.VolumeMount{
+		{Name: SecretsVolumeName, MountPath: req.MountPath},
+		{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
 	}
 
 	agent := corev1.Container{

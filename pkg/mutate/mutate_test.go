@@ -109,10 +109,16 @@ func injected(t *testing.T, base *corev1.Pod, mountPath string, p plan.Plan, tok
 	}
 	out.Annotations["keyhook.dev/status"] = "injected"
 	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: "keyhook-secrets", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
-	mounts := []corev1.VolumeMount{{Name: "keyhook-secrets", MountPath: mountPath}}
+	// The agent's view of the API token path is keyhook's token volume:
+	// its stores' tokens, or nothing, never the pod's API token.
+	tokenVolume := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}
 	if len(tokens) > 0 {
-		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: "keyhook-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: tokens, DefaultMode: ptr.To[int32](0o444)}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: "keyhook-token", MountPath: TokenDir, ReadOnly: true})
+		tokenVolume = corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: tokens, DefaultMode: ptr.To[int32](0o444)}}
+	}
+	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: "keyhook-token", VolumeSource: tokenVolume})
+	mounts := []corev1.VolumeMount{
+		{Name: "keyhook-secrets", MountPath: mountPath},
+		{Name: "keyhook-token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true},
 	}
 	agent := corev1.Container{
 		Name: "keyhook-agent", Image: "keyhook/agent:test", ImagePullPolicy: corev1.PullIfNotPresent,
