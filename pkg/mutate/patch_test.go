@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/resolve"
 )
 
 // TestPatch checks that the patch, applied to the pod as the API server
@@ -84,5 +86,69 @@ func TestPatch(t *testing.T) {
 				t.Errorf("patched pod differs from Apply's (-want +got):\n%s\npatch: %s", diff, b)
 			}
 		})
+	}
+}
+
+// TestPatchAppendsOnly checks the patch of a real injection, into a pod that
+// already has annotations, init containers, volumes and mounts: every
+// operation adds (an annotation key, the agent before the pod's init
+// containers, list elements at the end), none replaces or sets a part
+// whole, and applied it yields Apply's pod.
+func TestPatchAppendsOnly(t *testing.T) {
+	pod := newPod(withInit("migrate"))
+	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access"}}
+	pod.Spec.InitContainers[0].VolumeMounts = []corev1.VolumeMount{{Name: "kube-api-access", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}}
+	req, err := Parse(pod.Namespace, pod.Annotations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Apply(pod, testConfig, req, []*resolve.Source{newSource("db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := Patch(raw, pod, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"/metadata/annotations/keyhook.dev~1status": 1,
+		"/spec/initContainers/0":                    1, // the agent
+		"/spec/initContainers/1/volumeMounts/-":     1,
+		"/spec/volumes/-":                           2, // secrets and token
+		"/spec/containers/0/volumeMounts/-":         1,
+	}
+	got := map[string]int{}
+	for _, op := range ops {
+		if op.Operation != "add" {
+			t.Errorf("operation %s %s; want only adds", op.Operation, op.Path)
+		}
+		got[op.Path]++
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("patch paths (-want +got):\n%s", diff)
+	}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatchapply.DecodePatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("patch %s does not apply: %v", b, err)
+	}
+	applied := &corev1.Pod{}
+	if err := json.Unmarshal(patched, applied); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(out, applied); diff != "" {
+		t.Errorf("patched pod differs from Apply's (-want +got):\n%s", diff)
 	}
 }
