@@ -128,8 +128,9 @@ func TestChartTemplates(t *testing.T) {
 	t.Run("defaults (cert-manager)", func(t *testing.T) {
 		objs := render(t, ns, nil)
 		for _, k := range []string{"Issuer " + ns + "/keyhook-selfsigned", "Issuer " + ns + "/keyhook-ca", "Certificate " + ns + "/keyhook-ca", "Certificate " + ns + "/keyhook-webhook",
-			"Deployment " + ns + "/keyhook", "Service " + ns + "/keyhook-webhook", "PodDisruptionBudget " + ns + "/keyhook", "ServiceAccount " + ns + "/keyhook",
-			"ClusterRole /keyhook", "ClusterRoleBinding /keyhook", "Role " + ns + "/keyhook", "RoleBinding " + ns + "/keyhook",
+			"Deployment " + ns + "/keyhook-webhook", "Deployment " + ns + "/keyhook-controller", "Service " + ns + "/keyhook-webhook", "PodDisruptionBudget " + ns + "/keyhook-webhook",
+			"ServiceAccount " + ns + "/keyhook-webhook", "ClusterRole /keyhook-webhook", "ClusterRoleBinding /keyhook-webhook", "Role " + ns + "/keyhook-webhook", "RoleBinding " + ns + "/keyhook-webhook",
+			"ServiceAccount " + ns + "/keyhook-controller", "ClusterRole /keyhook-controller", "ClusterRoleBinding /keyhook-controller", "Role " + ns + "/keyhook-controller", "RoleBinding " + ns + "/keyhook-controller",
 			"MutatingWebhookConfiguration /keyhook", "ValidatingWebhookConfiguration /keyhook"} {
 			if objs[k] == nil {
 				t.Errorf("no %s among %v", k, keys(objs))
@@ -159,10 +160,16 @@ func TestChartTemplates(t *testing.T) {
 				}
 			}
 		}
-		args := containerArgs(t, objs["Deployment "+ns+"/keyhook"])
-		for _, want := range []string{"--cert-dir=/etc/keyhook/tls", "--agent-image=ghcr.io/keyhook/init-agent:0.1.0", "--leader-elect=true", "--sync-workers=4", "--rollout-debounce=10s", "--agent-deadline=2m", "--metrics-bind-address=:8080"} {
+		args := containerArgs(t, objs["Deployment "+ns+"/keyhook-webhook"])
+		for _, want := range []string{"--cert-dir=/etc/keyhook/tls", "--agent-image=ghcr.io/keyhook/init-agent:0.1.0", "--agent-deadline=2m", "--metrics-bind-address=:8080"} {
 			if !slices.Contains(args, want) {
-				t.Errorf("args %v lack %s", args, want)
+				t.Errorf("webhook args %v lack %s", args, want)
+			}
+		}
+		args = containerArgs(t, objs["Deployment "+ns+"/keyhook-controller"])
+		for _, want := range []string{"--leader-elect=true", "--sync-workers=4", "--rollout-debounce=10s", "--metrics-bind-address=:8080"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("controller args %v lack %s", args, want)
 			}
 		}
 	})
@@ -176,12 +183,18 @@ func TestChartTemplates(t *testing.T) {
 		if a := objs["MutatingWebhookConfiguration /keyhook"].GetAnnotations(); a["cert-manager.io/inject-ca-from"] != "" {
 			t.Errorf("self-managed registration carries inject-ca-from")
 		}
-		d := objs["Deployment "+ns+"/keyhook"]
+		d := objs["Deployment "+ns+"/keyhook-webhook"]
 		args := containerArgs(t, d)
+		for _, want := range []string{"--tls-mode=self-managed", "--cert-secret=" + ns + "/keyhook-webhook-tls"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("webhook args %v lack %s", args, want)
+			}
+		}
+		args = containerArgs(t, objs["Deployment "+ns+"/keyhook-controller"])
 		for _, want := range []string{"--tls-mode=self-managed", "--cert-secret=" + ns + "/keyhook-webhook-tls",
 			"--webhook-service=keyhook-webhook." + ns + ".svc,keyhook-webhook." + ns + ".svc.cluster.local", "--webhook-configuration=keyhook"} {
 			if !slices.Contains(args, want) {
-				t.Errorf("args %v lack %s", args, want)
+				t.Errorf("controller args %v lack %s", args, want)
 			}
 		}
 		if vols, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes"); len(vols) != 0 {
@@ -190,7 +203,7 @@ func TestChartTemplates(t *testing.T) {
 	})
 	t.Run("everything on", func(t *testing.T) {
 		objs := render(t, ns, valueSets["everything on"])
-		d := objs["Deployment "+ns+"/keyhook"]
+		d := objs["Deployment "+ns+"/keyhook-webhook"]
 		spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
 		cs := spec["containers"].([]any)
 		if img := cs[0].(map[string]any)["image"]; img != "registry.example/keyhook/webhook@sha256:"+strings.Repeat("ab", 32) {
@@ -206,9 +219,15 @@ func TestChartTemplates(t *testing.T) {
 			t.Errorf("requireAntiAffinity did not make it required: %v", spec["affinity"])
 		}
 		args := containerArgs(t, d)
-		for _, want := range []string{"--agent-image=registry.example/keyhook/init-agent:v1.2.3", "--agent-deadline=90s", "--sync-workers=8", "--rollout-debounce=30s", "--leader-elect-lease-duration=30s", "--zap-log-level=debug"} {
+		for _, want := range []string{"--agent-image=registry.example/keyhook/init-agent:v1.2.3", "--agent-deadline=90s", "--zap-log-level=debug"} {
 			if !slices.Contains(args, want) {
-				t.Errorf("args %v lack %s", args, want)
+				t.Errorf("webhook args %v lack %s", args, want)
+			}
+		}
+		args = containerArgs(t, objs["Deployment "+ns+"/keyhook-controller"])
+		for _, want := range []string{"--sync-workers=8", "--rollout-debounce=30s", "--leader-elect-lease-duration=30s"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("controller args %v lack %s", args, want)
 			}
 		}
 		for _, k := range []string{"ServiceMonitor " + ns + "/keyhook", "PrometheusRule " + ns + "/keyhook", "NetworkPolicy " + ns + "/keyhook", "ConfigMap " + ns + "/keyhook-dashboard"} {
@@ -222,10 +241,10 @@ func TestChartTemplates(t *testing.T) {
 	})
 	t.Run("minimal", func(t *testing.T) {
 		objs := render(t, ns, valueSets["minimal"])
-		if objs["PodDisruptionBudget "+ns+"/keyhook"] != nil {
+		if objs["PodDisruptionBudget "+ns+"/keyhook-webhook"] != nil {
 			t.Errorf("PDB rendered though disabled")
 		}
-		args := containerArgs(t, objs["Deployment "+ns+"/keyhook"])
+		args := containerArgs(t, objs["Deployment "+ns+"/keyhook-controller"])
 		for _, want := range []string{"--leader-elect=false", "--metrics-bind-address=0"} {
 			if !slices.Contains(args, want) {
 				t.Errorf("args %v lack %s", args, want)

@@ -44,7 +44,7 @@ files/ by make manifests): the rules of the ClusterRole or the Role.
 */}}
 {{- define "keyhook.generatedRules" -}}
 {{- $kind := .kind -}}
-{{- range $doc := splitList "\n---\n" (.root.Files.Get "files/role.yaml") }}
+{{- range $doc := splitList "\n---\n" (.root.Files.Get (printf "files/%s-role.yaml" .role)) }}
 {{- $o := fromYaml $doc }}
 {{- if and $o (eq (get $o "kind") $kind) }}
 {{- toYaml (get $o "rules") }}
