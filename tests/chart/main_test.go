@@ -47,7 +47,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "chart tests: control plane:", err)
 		return 1
 	}
-	defer cluster.Stop()
+	defer func() { _ = cluster.Stop() }()
 	scheme := cluster.Scheme
 	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
 		fmt.Fprintln(os.Stderr, "chart tests:", err)
