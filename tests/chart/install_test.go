@@ -107,13 +107,19 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 	if r.Version != 2 || r.Info.Status != "deployed" {
 		t.Fatalf("upgraded release: version %d, status %s", r.Version, r.Info.Status)
 	}
-	var d appsv1.Deployment
-	if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "keyhook"}, &d); err != nil {
+	var d, ctl appsv1.Deployment
+	if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "keyhook-webhook"}, &d); err != nil {
 		t.Fatal(err)
 	}
 	args := d.Spec.Template.Spec.Containers[0].Args
-	if *d.Spec.Replicas != 3 || !slices.Contains(args, "--tls-mode=self-managed") || !slices.Contains(args, "--sync-workers=8") || slices.Contains(args, "--cert-dir=/etc/keyhook/tls") {
-		t.Errorf("upgraded Deployment: replicas %d, args %v", *d.Spec.Replicas, args)
+	if *d.Spec.Replicas != 3 || !slices.Contains(args, "--tls-mode=self-managed") || slices.Contains(args, "--cert-dir=/etc/keyhook/tls") {
+		t.Errorf("upgraded webhook Deployment: replicas %d, args %v", *d.Spec.Replicas, args)
+	}
+	if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "keyhook-controller"}, &ctl); err != nil {
+		t.Fatal(err)
+	}
+	if args := ctl.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--tls-mode=self-managed") || !slices.Contains(args, "--sync-workers=8") {
+		t.Errorf("upgraded controller Deployment: args %v", args)
 	}
 	if len(d.Spec.Template.Spec.Volumes) != 0 {
 		t.Errorf("upgraded Deployment still mounts %v", d.Spec.Template.Spec.Volumes)
