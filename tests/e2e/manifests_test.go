@@ -128,7 +128,7 @@ func TestSelfManagedManifests(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Contains(deploys["keyhook-controller"].Spec.Template.Spec.Containers[0].Args, "--leader-elect") {
+	if !slices.Contains(deploys["keyhook-controller"].Spec.Template.Spec.Containers[0].Args, "--leader-elect=true") {
 		t.Error("the controller Deployment does not run --leader-elect")
 	}
 	allows := func(rules []rbacv1.PolicyRule, resource, name, verb string) bool {

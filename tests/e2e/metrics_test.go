@@ -169,7 +169,8 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	// The failing ExternalSecret has been tried by now.
 	waitForES(ctx, t, ns, "missing", "not Ready", readyIs(metav1.ConditionFalse, "SecretSyncedError"))
 
-	keyhook := exported(scrape(t, webhook.MetricsURL))
+	// The webhook's metrics and the controller's, as Prometheus scrapes both.
+	keyhook := exported(scrape(t, webhook.MetricsURL) + scrape(t, controller.MetricsURL))
 	raw, err := cluster.Clientset.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		t.Fatal(err)

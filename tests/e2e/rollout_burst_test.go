@@ -111,7 +111,7 @@ func TestRolloutOneBurstAcrossInputs(t *testing.T) {
 	if len(notes) != 1 || !strings.Contains(notes[0], "configmap/settings") || !strings.Contains(notes[0], "secret/api") || !strings.Contains(notes[0], "externalsecret/db-files") {
 		t.Errorf("Rollout events %q, want one naming configmap/settings, secret/api and externalsecret/db-files", notes)
 	}
-	if got := rolloutsMetric(t, webhook.MetricsURL, ns); got["configmap+externalsecret+secret"] != 1 || len(got) != 1 {
+	if got := rolloutsMetric(t, controller.MetricsURL, ns); got["configmap+externalsecret+secret"] != 1 || len(got) != 1 {
 		t.Errorf("keyhook_rollouts_total of %s by reason = %v, want configmap+externalsecret+secret: 1", ns, got)
 	}
 	assertNoValues(ctx, t, ns, v1, v2)
@@ -186,23 +186,23 @@ func TestRolloutWaitsForPrevious(t *testing.T) {
 func TestRolloutLeaderChangeMidDebounce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if err := webhook.Stop(); err != nil {
+	if err := controller.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := webhook.Start(context.Background()); err != nil {
-			t.Errorf("restarting the package's webhook: %v", err)
+		if err := controller.Start(context.Background()); err != nil {
+			t.Errorf("restarting the package's controller: %v", err)
 		}
 	})
-	webhookBin, _, err := framework.Binaries(workDir)
+	controllerBin, err := framework.ControllerBinary(workDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := func(name string) *framework.Webhook {
-		w, err := framework.StartWebhook(ctx, cluster, t.TempDir(), framework.WebhookOptions{
-			Binary: webhookBin, AgentImage: agentImage, Unregistered: true, Name: name,
+	start := func(name string) *framework.Controller {
+		w, err := framework.StartController(ctx, cluster, t.TempDir(), framework.ControllerOptions{
+			Binary: controllerBin, Name: name,
 			Args: []string{
-				"--enable-webhook=false", "--leader-elect", "--leader-election-namespace=kube-system",
+				"--leader-elect", "--leader-election-namespace=kube-system",
 				"--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=250ms",
 				// Long enough that the leader is killed before it rolls.
 				"--rollout-quiet-period=20s", "--rollout-debounce=60s",
@@ -221,9 +221,9 @@ func TestRolloutLeaderChangeMidDebounce(t *testing.T) {
 		return w
 	}
 	a, b := start("a"), start("b")
-	var leader, follower *framework.Webhook
+	var leader, follower *framework.Controller
 	err = framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-		for _, w := range []*framework.Webhook{a, b} {
+		for _, w := range []*framework.Controller{a, b} {
 			if strings.Contains(w.Proc.Output(), "elected leader") {
 				leader = w
 			}

@@ -174,7 +174,7 @@ func TestStoreHealth(t *testing.T) {
 	}
 
 	// One gauge per store.
-	metrics := scrape(t, webhook.MetricsURL)
+	metrics := scrape(t, controller.MetricsURL)
 	for name, v := range map[string]int{"vault": 1, "wrong-role": 0, "bad-ca": 0, "unreachable": 0, "denied": 0} {
 		want := fmt.Sprintf(`keyhook_store_ready{kind="SecretStore",name=%q,namespace=%q} %d`, name, ns, v)
 		if !strings.Contains(metrics, want) {
@@ -203,7 +203,7 @@ func TestStoreHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStoreReady(ctx, t, stores["denied"], metav1.ConditionTrue, "Valid")
-	if !strings.Contains(scrape(t, webhook.MetricsURL), fmt.Sprintf(`keyhook_store_ready{kind="SecretStore",name="denied",namespace=%q} 1`, ns)) {
+	if !strings.Contains(scrape(t, controller.MetricsURL), fmt.Sprintf(`keyhook_store_ready{kind="SecretStore",name="denied",namespace=%q} 1`, ns)) {
 		t.Errorf("keyhook_store_ready of the fixed store is not 1")
 	}
 
@@ -212,7 +212,7 @@ func TestStoreHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-		return !strings.Contains(scrape(t, webhook.MetricsURL), fmt.Sprintf(`keyhook_store_ready{kind="SecretStore",name="unbound-sa",namespace=%q}`, ns)), nil
+		return !strings.Contains(scrape(t, controller.MetricsURL), fmt.Sprintf(`keyhook_store_ready{kind="SecretStore",name="unbound-sa",namespace=%q}`, ns)), nil
 	})
 	if err != nil {
 		t.Errorf("the gauge of a deleted store stays")

@@ -113,15 +113,15 @@ func TestVaultTokensRevoked(t *testing.T) {
 		}
 	}
 	waitForES(ctx, t, ns, "db", "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
-	if err := webhook.Stop(); err != nil {
+	if err := controller.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := webhook.Start(context.Background()); err != nil {
-			t.Errorf("restarting the package's webhook: %v", err)
+		if err := controller.Start(context.Background()); err != nil {
+			t.Errorf("restarting the package's controller: %v", err)
 		}
 	})
-	// Before the package's webhook comes back: nothing of this test is left
+	// Before the package's controller comes back: nothing of this test is left
 	// for it to sync against a Vault that is gone.
 	t.Cleanup(func() {
 		for _, n := range namespaces {
@@ -177,13 +177,13 @@ func TestVaultTokensRevoked(t *testing.T) {
 
 	// Many sync sessions: a reconciler whose sessions last 1 s, syncing an
 	// ExternalSecret of each namespace every 300 ms.
-	webhookBin, _, err := framework.Binaries(workDir)
+	controllerBin, err := framework.ControllerBinary(workDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := framework.StartWebhook(ctx, cluster, t.TempDir(), framework.WebhookOptions{
-		Binary: webhookBin, AgentImage: agentImage, Unregistered: true, Name: "tokens",
-		Args: []string{"--enable-webhook=false", "--enable-policy=false", "--provider-session-ttl=1s"},
+	w, err := framework.StartController(ctx, cluster, t.TempDir(), framework.ControllerOptions{
+		Binary: controllerBin, Name: "tokens",
+		Args: []string{"--enable-policy=false", "--provider-session-ttl=1s"},
 	})
 	if err != nil {
 		t.Fatal(err)

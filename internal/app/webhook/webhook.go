@@ -160,7 +160,9 @@ func New(ctx context.Context, restCfg *rest.Config, cfg Config) (ctrl.Manager, e
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := app.Register(metrics.Registry, keyhookadmission.Metrics()...); err != nil {
+	// The serving certificate's expiry is exported in either TLS mode, as
+	// the dashboards and alerts of the chart expect it.
+	if err := app.Register(metrics.Registry, append(keyhookadmission.Metrics(), certs.ServingMetrics()...)...); err != nil {
 		return nil, err
 	}
 	for _, obj := range []client.Object{&v1alpha1.ExternalSecret{}, &v1alpha1.SecretStore{}, &v1alpha1.ClusterSecretStore{}, &v1alpha1.ClusterInjectionPolicy{}, &corev1.Namespace{}} {
@@ -188,9 +190,6 @@ func New(ctx context.Context, restCfg *rest.Config, cfg Config) (ctrl.Manager, e
 		return nil, err
 	}
 	if serving != nil {
-		if err := app.Register(metrics.Registry, certs.ServingMetrics()...); err != nil {
-			return nil, err
-		}
 		if err := mgr.Add(certCache); err != nil {
 			return nil, err
 		}
