@@ -21,6 +21,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	kstore "github.com/keyhook/keyhook/pkg/store"
 	"github.com/keyhook/keyhook/pkg/template"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
@@ -150,8 +151,8 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 // declares it can find by: a find the sync and the agent would both fail is
 // refused here, with the reason.
 func validateFind(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
-	caps := secretsync.StoreCapabilities(store).Find
-	provider := secretsync.ProviderName(store)
+	caps := kstore.Capabilities(store).Find
+	provider := kstore.ProviderName(store)
 	var errs field.ErrorList
 	for i, d := range es.Spec.DataFrom {
 		f := d.Find

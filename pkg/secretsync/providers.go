@@ -18,6 +18,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm"
 	"github.com/keyhook/keyhook/pkg/fetch/vault"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	kstore "github.com/keyhook/keyhook/pkg/store"
 )
 
 // ProviderFactory builds an authenticated provider for an ExternalSecret.
@@ -163,34 +164,11 @@ func (f *factory) gcpsm(ctx context.Context, src *resolve.Source) (fetch.Provide
 // secret, as its package declares it: admission checks dataFrom.find
 // against it, before any login.
 func StoreCapabilities(store *v1alpha1.SecretStoreSpec) fetch.Capabilities {
-	switch p := store.Provider; {
-	case p.Vault != nil:
-		if p.Vault.Version == v1alpha1.VaultKVv1 {
-			return vault.Capabilities(1)
-		}
-		return vault.Capabilities(2)
-	case p.AWS != nil:
-		return awsfetch.Capabilities(string(p.AWS.Service))
-	case p.GCPSM != nil:
-		return gcpsm.Capabilities()
-	}
-	return fetch.Capabilities{}
+	return kstore.Capabilities(store)
 }
 
 // ProviderName names the provider of a store in metrics.
-func ProviderName(store *v1alpha1.SecretStoreSpec) string {
-	switch p := store.Provider; {
-	case p.Vault != nil:
-		return "vault"
-	case p.AWS != nil && p.AWS.Service == v1alpha1.AWSParameterStore:
-		return "aws-parameterstore"
-	case p.AWS != nil:
-		return "aws-secretsmanager"
-	case p.GCPSM != nil:
-		return "gcpsm"
-	}
-	return "unknown"
-}
+func ProviderName(store *v1alpha1.SecretStoreSpec) string { return kstore.ProviderName(store) }
 
 // closeProvider releases what a provider holds (a Vault token, a gRPC
 // connection).

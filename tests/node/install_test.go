@@ -72,7 +72,7 @@ func installKeyhook(ctx context.Context, webhookImage, controllerImage, agentIma
 		"image":      image(webhookImage),
 		"controller": map[string]any{"image": image(controllerImage)},
 		"agent":      map[string]any{"image": image(agentImage)},
-		"tls":   map[string]any{"mode": "selfManaged"},
+		"tls":        map[string]any{"mode": "selfManaged"},
 	}
 	if _, err := install.RunWithContext(ctx, ch, vals); err != nil {
 		return fmt.Errorf("helm install keyhook charts/keyhook: %w\n%s", err, helmLog.String())

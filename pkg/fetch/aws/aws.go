@@ -30,6 +30,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/store"
 )
 
 // Services, as the store spec names them.
@@ -91,9 +92,7 @@ type WebIdentity struct {
 // Capabilities declares what a store of service (ServiceSecretsManager or
 // ServiceParameterStore) can do: find by name prefix (Parameter Store: by
 // path, recursively) and versions, on both.
-func Capabilities(service string) fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true}, VersionProbe: true}
-}
+func Capabilities(service string) fetch.Capabilities { return store.AWSCapabilities(service) }
 
 // New returns a Provider for cfg.Service: a *SecretsManager or a
 // *ParameterStore. Credentials from STS are obtained here, once, and reused

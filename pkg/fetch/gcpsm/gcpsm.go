@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/store"
 )
 
 // DefaultEndpoint is Secret Manager's global endpoint.
@@ -89,9 +90,7 @@ var _ fetch.Provider = (*Provider)(nil)
 
 // Capabilities declares what a Google Secret Manager store can do: find by
 // name prefix, name and labels (tags), and versions.
-func Capabilities() fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true, Name: true, Tags: true}, VersionProbe: true}
-}
+func Capabilities() fetch.Capabilities { return store.GCPSMCapabilities() }
 
 // Method names, as error messages give them.
 const (

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
+	"github.com/keyhook/keyhook/pkg/store"
 )
 
 // Config says how to reach one KV mount and how to authenticate.
@@ -113,12 +114,7 @@ var _ fetch.Provider = (*Provider)(nil)
 
 // Capabilities declares what a store of a KV engine of this version (1 or
 // 2) can do: find by path and name on both, versions on KV v2 only.
-func Capabilities(kvVersion int) fetch.Capabilities {
-	return fetch.Capabilities{
-		Find:         fetch.FindCapabilities{Path: true, Name: true},
-		VersionProbe: kvVersion == 2,
-	}
-}
+func Capabilities(kvVersion int) fetch.Capabilities { return store.VaultCapabilities(kvVersion) }
 
 // New returns a Provider logged in to Vault. The environment of the process
 // (VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, ...) is ignored on purpose:
