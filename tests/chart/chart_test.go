@@ -11,7 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"helm.sh/helm/v4/pkg/action"
 	chartcommon "helm.sh/helm/v4/pkg/chart/common"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/tests/framework"
@@ -233,6 +236,34 @@ func TestChartTemplates(t *testing.T) {
 		for _, k := range []string{"ServiceMonitor " + ns + "/keyhook", "PrometheusRule " + ns + "/keyhook", "NetworkPolicy " + ns + "/keyhook", "ConfigMap " + ns + "/keyhook-dashboard"} {
 			if objs[k] == nil {
 				t.Errorf("no %s", k)
+			}
+		}
+		// The alerts query the controller's metrics as well as the
+		// webhook's: the ServiceMonitor must select a Service of each,
+		// and each must serve a port named metrics.
+		if sm := objs["ServiceMonitor "+ns+"/keyhook"]; sm != nil {
+			raw, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector")
+			var ls metav1.LabelSelector
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+				t.Fatal(err)
+			}
+			sel, err := metav1.LabelSelectorAsSelector(&ls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, svc := range []string{"keyhook-webhook", "keyhook-controller-metrics"} {
+				o := objs["Service "+ns+"/"+svc]
+				if o == nil {
+					t.Errorf("no Service %s to scrape", svc)
+					continue
+				}
+				if !sel.Matches(labels.Set(o.GetLabels())) {
+					t.Errorf("the ServiceMonitor's selector %s does not select Service %s (labels %v)", sel, svc, o.GetLabels())
+				}
+				ports, _, _ := unstructured.NestedSlice(o.Object, "spec", "ports")
+				if !slices.ContainsFunc(ports, func(p any) bool { return p.(map[string]any)["name"] == "metrics" }) {
+					t.Errorf("Service %s has no port named metrics: %v", svc, ports)
+				}
 			}
 		}
 		if cm := objs["ConfigMap "+ns+"/keyhook-dashboard"]; cm != nil && cm.GetLabels()["grafana_dashboard"] != "1" {
