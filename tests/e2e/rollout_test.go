@@ -74,17 +74,9 @@ func injecting(names string) deployOption {
 // replicaSets counts the ReplicaSets of a Deployment: one per rollout.
 func replicaSets(ctx context.Context, t *testing.T, ns, name string) int {
 	t.Helper()
-	list := &appsv1.ReplicaSetList{}
-	if err := cluster.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+	n, err := cluster.ReplicaSets(ctx, ns, name)
+	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, rs := range list.Items {
-		for _, o := range rs.OwnerReferences {
-			if o.Kind == "Deployment" && o.Name == name {
-				n++
-			}
-		}
 	}
 	return n
 }
