@@ -45,26 +45,8 @@ func testContext(t *testing.T) context.Context {
 // read secret/<namespace>/*, and a SecretStore "vault" using that role.
 func tenant(ctx context.Context, t *testing.T, prefix string) string {
 	t.Helper()
-	ns, err := cluster.Namespace(ctx, prefix, nil)
+	ns, err := vault.Tenant(ctx, cluster, prefix, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := vault.Role(ctx, ns, ns, "app", "vault", ns+"/*"); err != nil {
-		t.Fatal(err)
-	}
-	store := &v1alpha1.SecretStore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vault"},
-		Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
-			Server: vault.Addr,
-			Path:   "secret",
-			// The sync logs in as "app" too; injected pods as themselves.
-			Auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
-		}}},
-	}
-	if err := cluster.Client.Create(ctx, store); err != nil {
 		t.Fatal(err)
 	}
 	return ns

@@ -37,23 +37,8 @@ func liveTokens(ctx context.Context, t *testing.T, v *framework.Vault) int {
 // SecretStore "vault" logging in with it.
 func tokenTenant(ctx context.Context, t *testing.T, v *framework.Vault, prefix string) string {
 	t.Helper()
-	ns, err := cluster.Namespace(ctx, prefix, nil)
+	ns, err := v.Tenant(ctx, cluster, prefix, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Role(ctx, ns, ns, "app", "vault", ns+"/*"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vault"},
-		Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
-			Server: v.Addr, Path: "secret",
-			Auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
-		}}},
-	}); err != nil {
 		t.Fatal(err)
 	}
 	return ns

@@ -17,6 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 )
 
 // Vault is a real Vault dev server on loopback: in memory, unsealed, KV v2
@@ -288,4 +290,34 @@ func (v *Vault) Role(ctx context.Context, role, namespace, serviceAccount, audie
 func (v *Vault) Put(ctx context.Context, path string, data map[string]any) error {
 	_, err := v.Client.KVv2("secret").Put(ctx, path, data)
 	return err
+}
+
+// Tenant makes the namespace most tests work in: a new namespace (prefix,
+// labels) with a service account "app", a role of v (named after the
+// namespace) that lets "app" read secret/<namespace>/*, and a SecretStore
+// "vault" logging in to v with that role as "app" (the sync logs in as
+// "app"; injected pods as themselves).
+func (v *Vault) Tenant(ctx context.Context, c *Cluster, prefix string, labels map[string]string) (string, error) {
+	ns, err := c.Namespace(ctx, prefix, labels)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
+		return "", err
+	}
+	if err := v.Role(ctx, ns, ns, "app", "vault", ns+"/*"); err != nil {
+		return "", err
+	}
+	store := &v1alpha1.SecretStore{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vault"},
+		Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
+			Server: v.Addr,
+			Path:   "secret",
+			Auth:   v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
+		}}},
+	}
+	if err := c.Client.Create(ctx, store); err != nil {
+		return "", err
+	}
+	return ns, nil
 }

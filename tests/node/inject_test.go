@@ -65,25 +65,8 @@ func sha(v string) string {
 // Vault on the node's address, with the kubernetes auth method.
 func tenant(ctx context.Context, t *testing.T, prefix string, labels map[string]string) string {
 	t.Helper()
-	ns, err := cluster.Namespace(ctx, prefix, labels)
+	ns, err := vault.Tenant(ctx, cluster, prefix, labels)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := vault.Role(ctx, ns, ns, "app", "vault", ns+"/*"); err != nil {
-		t.Fatal(err)
-	}
-	store := &v1alpha1.SecretStore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vault"},
-		Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
-			Server: vault.Addr,
-			Path:   "secret",
-			Auth:   v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{Role: ns, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
-		}}},
-	}
-	if err := cluster.Client.Create(ctx, store); err != nil {
 		t.Fatal(err)
 	}
 	return ns
