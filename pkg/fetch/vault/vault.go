@@ -82,6 +82,25 @@ type Provider struct {
 	closeErr  error
 }
 
+// LoginGrace is how long a Vault login may outlive the context it was
+// started with before it is abandoned (see New).
+const LoginGrace = 5 * time.Second
+
+// loginTimeout bounds a login whose context has no deadline.
+const loginTimeout = 30 * time.Second
+
+// loginContext is ctx without its cancellation, ending LoginGrace after
+// ctx's deadline (or loginTimeout from now without one).
+func loginContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(loginTimeout)
+	} else {
+		deadline = deadline.Add(LoginGrace)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
+}
+
 // RevokeTimeout bounds the revocation of a provider's token in Close, which
 // runs after the caller's own deadline may have passed.
 const RevokeTimeout = 5 * time.Second
@@ -158,9 +177,20 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	// One login, however many secrets the provider then reads.
 	login := func(mount, who string, body map[string]any) error {
 		path := "auth/" + strings.Trim(mount, "/") + "/login"
-		secret, err := client.Logical().WriteWithContext(ctx, path, body)
+		// A login that Vault has begun creates a token whether or not the
+		// caller is still waiting: cancelled mid-request (a shutdown, a
+		// probe's deadline), the token would be created, never seen, and
+		// live its whole TTL. So the request is not cancelled with ctx; it
+		// is bounded by ctx's deadline plus LoginGrace, and a token that
+		// arrives after ctx ended is revoked at once.
+		lctx, cancel := loginContext(ctx)
+		defer cancel()
+		secret, err := client.Logical().WriteWithContext(lctx, path, body)
 		if err != nil {
 			transport.CloseIdleConnections()
+			if ctx.Err() != nil {
+				return fmt.Errorf("vault login at %s as %s: %w", path, who, context.Cause(ctx))
+			}
 			return fmt.Errorf("vault login at %s as %s: %w", path, who, classify(err))
 		}
 		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
@@ -168,6 +198,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 			return fmt.Errorf("vault login at %s as %s returned no token", path, who)
 		}
 		client.SetToken(secret.Auth.ClientToken)
+		if ctx.Err() != nil {
+			late := &Provider{client: client, transport: transport, loggedIn: true}
+			_ = late.Close()
+			return fmt.Errorf("vault login at %s as %s: %w (the token it returned late is revoked)", path, who, context.Cause(ctx))
+		}
 		return nil
 	}
 	loggedIn := true

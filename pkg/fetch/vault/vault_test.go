@@ -45,6 +45,10 @@ type fakeVault struct {
 	open       int               // client connections not closed
 	kv         map[string]string // find tests: secret path → password, for LIST and reads
 	lists      []string          // folders listed
+	// loginStarted, when set, is closed as a login arrives; the login is
+	// then answered once loginGate is closed.
+	loginStarted chan struct{}
+	loginGate    chan struct{}
 }
 
 func (f *fakeVault) openConns() int {
@@ -92,7 +96,12 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.logins = append(f.logins, path)
 		f.loginBody = append(f.loginBody, body)
+		started, gate := f.loginStarted, f.loginGate
 		f.mu.Unlock()
+		if gate != nil {
+			close(started)
+			<-gate
+		}
 		if body["jwt"] == "rejected" || body["secret_id"] == "rejected" {
 			reply(http.StatusBadRequest, map[string]any{"errors": []string{"permission denied"}})
 			return
@@ -511,6 +520,40 @@ func TestCloseRevokesOwnToken(t *testing.T) {
 				t.Errorf("revoked %d tokens, want %d", f.revoked, tc.wantRevoked)
 			}
 		})
+	}
+}
+
+// TestLoginCancelledMidRequest: a login Vault is already answering when the
+// caller gives up (a shutdown, a probe's deadline) still creates a token.
+// New waits for it and revokes it rather than leave it to live its TTL.
+func TestLoginCancelledMidRequest(t *testing.T) {
+	t.Parallel()
+	f := newFakeVault(t)
+	f.loginStarted, f.loginGate = make(chan struct{}), make(chan struct{})
+	cfg := f.config("secret", 2)
+	cfg.Kubernetes = &vault.KubernetesAuth{MountPath: "kubernetes", Role: "app", JWT: "pod-token"}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-f.loginStarted
+		cancel()
+		time.Sleep(50 * time.Millisecond) // the answer arrives after the caller left
+		close(f.loginGate)
+	}()
+	p, err := vault.New(ctx, cfg)
+	if err == nil {
+		_ = p.Close()
+		t.Fatal("New succeeded after its context was cancelled")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("New = %v, want context.Canceled", err)
+	}
+	if strings.Contains(err.Error(), goodToken) {
+		t.Errorf("the error holds the token: %q", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.revoked != 1 {
+		t.Errorf("revoked %d tokens, want the late login's token revoked", f.revoked)
 	}
 }
 
