@@ -15,23 +15,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/store/driver"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 )
 
-// Source is an ExternalSecret with the store it reads from.
-type Source struct {
-	ExternalSecret *v1alpha1.ExternalSecret
-	StoreKind      v1alpha1.SecretStoreKind
-	StoreName      string
-	Store          *v1alpha1.SecretStoreSpec
-}
+// Source is an ExternalSecret with the store it reads from. It is defined
+// in pkg/store/driver, whose providers take it.
+type Source = driver.Source
 
 // DeniedError is a reference that is not allowed or cannot be resolved
 // because of what a user wrote. Its message says what is wrong and how to fix
-// it; other errors from this package are internal.
-type DeniedError struct{ Msg string }
-
-func (e *DeniedError) Error() string { return e.Msg }
+// it; other errors from this package are internal. The providers of
+// pkg/store return it too.
+type DeniedError = driver.DeniedError
 
 // IsDenied reports whether err is a DeniedError.
 func IsDenied(err error) bool {

@@ -1,63 +1,101 @@
-// Package store says, for a store's spec, which provider it uses and what
-// that provider can do, without linking any provider's SDK: the webhook
-// validates ExternalSecrets with it, and the providers (pkg/fetch/vault,
-// pkg/fetch/aws, pkg/fetch/gcpsm) declare their capabilities here, once.
+// Package store lists the secret-store providers keyhook supports (All, one
+// line each) and answers for a store's spec which provider it uses and what
+// that provider can do. Callers ask it instead of switching over providers.
+// It links no provider SDK: the admission webhook uses it. What a provider
+// implements, and where, is in pkg/store/driver's package doc.
 package store
 
 import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/store/aws"
+	"github.com/keyhook/keyhook/pkg/store/driver"
+	"github.com/keyhook/keyhook/pkg/store/gcpsm"
+	"github.com/keyhook/keyhook/pkg/store/vault"
 )
 
-// VaultCapabilities is what a store of a Vault KV engine of this version (1
-// or 2) can do: find by path and name on both, versions on KV v2 only.
-func VaultCapabilities(kvVersion int) fetch.Capabilities {
-	return fetch.Capabilities{
-		Find:         fetch.FindCapabilities{Path: true, Name: true},
-		VersionProbe: kvVersion == 2,
+// All is every provider keyhook supports, one registration line each. The
+// SDK clients are joined to them in pkg/providers.
+func All() Registry {
+	return Registry{
+		vault.Provider{},
+		aws.Provider{},
+		gcpsm.Provider{},
 	}
 }
 
-// AWSCapabilities is what a store of an AWS service (Secrets Manager or
-// Parameter Store) can do: find by name prefix (Parameter Store: by path,
-// recursively) and versions, on both.
-func AWSCapabilities(string) fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true}, VersionProbe: true}
-}
+// Registry is a list of providers.
+type Registry []driver.Provider
 
-// GCPSMCapabilities is what a Google Secret Manager store can do: find by
-// name prefix, name and labels (tags), and versions.
-func GCPSMCapabilities() fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true, Name: true, Tags: true}, VersionProbe: true}
-}
-
-// Capabilities is what the provider of spec can do.
-func Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
-	switch p := spec.Provider; {
-	case p.Vault != nil:
-		if p.Vault.Version == v1alpha1.VaultKVv1 {
-			return VaultCapabilities(1)
+// For is the provider spec configures; nil when it configures none of r.
+func (r Registry) For(spec *v1alpha1.SecretStoreSpec) driver.Provider {
+	for _, p := range r {
+		if p.Configured(spec) {
+			return p
 		}
-		return VaultCapabilities(2)
-	case p.AWS != nil:
-		return AWSCapabilities(string(p.AWS.Service))
-	case p.GCPSM != nil:
-		return GCPSMCapabilities()
+	}
+	return nil
+}
+
+// Planned is the provider of a store of the agent's plan; nil when none of
+// r.
+func (r Registry) Planned(s plan.Store) driver.Provider {
+	for _, p := range r {
+		if p.Planned(s) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Named is the provider called name; nil when none of r is.
+func (r Registry) Named(name string) driver.Provider {
+	for _, p := range r {
+		if p.Name() == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Names are the names of r's providers, in order.
+func (r Registry) Names() []string {
+	out := make([]string, len(r))
+	for i, p := range r {
+		out[i] = p.Name()
+	}
+	return out
+}
+
+// For is the provider of spec among All; nil when spec configures none
+// keyhook supports.
+func For(spec *v1alpha1.SecretStoreSpec) driver.Provider { return All().For(spec) }
+
+// Capabilities is what the provider of spec can do; nothing beyond reading
+// one secret for a spec of no provider keyhook supports.
+func Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
+	if p := For(spec); p != nil {
+		return p.Capabilities(spec)
 	}
 	return fetch.Capabilities{}
 }
 
 // ProviderName names the provider of spec in metrics and messages.
 func ProviderName(spec *v1alpha1.SecretStoreSpec) string {
-	switch p := spec.Provider; {
-	case p.Vault != nil:
-		return "vault"
-	case p.AWS != nil && p.AWS.Service == v1alpha1.AWSParameterStore:
-		return "aws-parameterstore"
-	case p.AWS != nil:
-		return "aws-secretsmanager"
-	case p.GCPSM != nil:
-		return "gcpsm"
+	if p := For(spec); p != nil {
+		return p.MetricName(spec)
 	}
 	return "unknown"
+}
+
+// Roles lists the cloud roles a store would assume, keyed by the field that
+// names each; the namespace's permitted-role rule applies to them.
+func Roles(spec *v1alpha1.SecretStoreSpec) map[string]string {
+	if p := For(spec); p != nil {
+		if roles := p.Roles(spec); roles != nil {
+			return roles
+		}
+	}
+	return map[string]string{}
 }

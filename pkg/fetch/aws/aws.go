@@ -30,69 +30,29 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
-	"github.com/keyhook/keyhook/pkg/store"
+	storeaws "github.com/keyhook/keyhook/pkg/store/aws"
 )
 
 // Services, as the store spec names them.
 const (
-	ServiceSecretsManager = "SecretsManager"
-	ServiceParameterStore = "ParameterStore"
+	ServiceSecretsManager = storeaws.ServiceSecretsManager
+	ServiceParameterStore = storeaws.ServiceParameterStore
 )
 
-// Config says which AWS service to read, where, and as whom.
-type Config struct {
-	// Service is ServiceSecretsManager or ServiceParameterStore.
-	Service string
-	// Region, e.g. eu-west-1.
-	Region string
-	// Endpoint overrides the service endpoint (VPC endpoints, FIPS,
-	// tests); https:// only. Empty means the regional endpoint.
-	Endpoint string
-	// STSEndpoint overrides the STS endpoint used for web identity and
-	// AssumeRole; https:// only. Empty means the regional STS endpoint.
-	STSEndpoint string
-	// CABundle is PEM, trusted for both endpoints instead of the system
-	// roots; empty means the system roots.
-	CABundle []byte
-	// RoleARN, when set, is assumed (STS AssumeRole) with the credentials
-	// of Static or WebIdentity, and secrets are read as that role.
-	RoleARN string
-
-	// Exactly one of Static and WebIdentity is set.
-
-	// Static are access keys.
-	Static *StaticKeys
-	// WebIdentity exchanges a token for a role's credentials.
-	WebIdentity *WebIdentity
-
-	// SessionName names the role sessions (web identity and AssumeRole)
-	// in CloudTrail, e.g. "keyhook-<namespace>-<name>". Characters STS
-	// does not accept become '-', and it is cut to 64 characters. Empty
-	// means "keyhook".
-	SessionName string
-}
+// Config says which AWS service to read, where, and as whom; it is
+// pkg/store/aws's, which builds it from a store without this SDK.
+type Config = storeaws.Config
 
 // StaticKeys are AWS access keys.
-type StaticKeys struct {
-	AccessKeyID     string
-	SecretAccessKey string
-	// SessionToken is set for temporary keys only.
-	SessionToken string
-}
+type StaticKeys = storeaws.StaticKeys
 
 // WebIdentity is STS AssumeRoleWithWebIdentity, as IRSA does it.
-type WebIdentity struct {
-	// RoleARN is the role the token is exchanged for.
-	RoleARN string
-	// Token is the JWT presented to STS: a projected service-account
-	// token whose audience the role trusts (sts.amazonaws.com).
-	Token string
-}
+type WebIdentity = storeaws.WebIdentity
 
 // Capabilities declares what a store of service (ServiceSecretsManager or
 // ServiceParameterStore) can do: find by name prefix (Parameter Store: by
 // path, recursively) and versions, on both.
-func Capabilities(service string) fetch.Capabilities { return store.AWSCapabilities(service) }
+func Capabilities(service string) fetch.Capabilities { return storeaws.Capabilities(service) }
 
 // New returns a Provider for cfg.Service: a *SecretsManager or a
 // *ParameterStore. Credentials from STS are obtained here, once, and reused

@@ -38,44 +38,15 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
-	"github.com/keyhook/keyhook/pkg/store"
+	storegcpsm "github.com/keyhook/keyhook/pkg/store/gcpsm"
 )
 
 // DefaultEndpoint is Secret Manager's global endpoint.
 const DefaultEndpoint = "secretmanager.googleapis.com:443"
 
-// Config says which project to read, where, and as whom.
-type Config struct {
-	// ProjectID is the project that secret IDs without a
-	// "projects/<project>/" prefix are read from: a project ID
-	// (my-project) or number (123456789012). Required.
-	ProjectID string
-	// Endpoint is the host:port of Secret Manager (a Private Service
-	// Connect endpoint, tests). TLS is always used. Empty means
-	// DefaultEndpoint.
-	Endpoint string
-	// CABundle is PEM, trusted for Endpoint instead of the system roots,
-	// and for the token endpoint in addition to them. Empty means the
-	// system roots.
-	CABundle []byte
-	// CredentialsJSON is a service-account key file (JSON, type
-	// "service_account"). Access tokens are requested with it from its
-	// token_uri (Google's token endpoint, normally). Empty means
-	// application default credentials: on GKE, workload identity.
-	CredentialsJSON []byte
-	// TokenSource, when set, supplies the access tokens instead of
-	// CredentialsJSON or application default credentials (which must then
-	// be empty). It is meant for tests and for callers that mint tokens
-	// themselves; it should cache its tokens, as oauth2.ReuseTokenSource
-	// does.
-	TokenSource oauth2.TokenSource
-	// OwnProjectOnly refuses keys and versions that name another project
-	// than ProjectID (as written there), with fetch.ErrAccessDenied. Set
-	// it when the identity is shared by many tenants (keyhook's own, for a
-	// ClusterSecretStore), so that a full name cannot reach every project
-	// that identity can read.
-	OwnProjectOnly bool
-}
+// Config says which project to read, where, and as whom; it is
+// pkg/store/gcpsm's, which builds it from a store without this SDK.
+type Config = storegcpsm.Config
 
 // Provider reads Secret Manager with one identity. Its methods are safe for
 // concurrent use.
@@ -90,7 +61,7 @@ var _ fetch.Provider = (*Provider)(nil)
 
 // Capabilities declares what a Google Secret Manager store can do: find by
 // name prefix, name and labels (tags), and versions.
-func Capabilities() fetch.Capabilities { return store.GCPSMCapabilities() }
+func Capabilities() fetch.Capabilities { return storegcpsm.Capabilities() }
 
 // Method names, as error messages give them.
 const (

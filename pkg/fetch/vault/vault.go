@@ -20,51 +20,18 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
-	"github.com/keyhook/keyhook/pkg/store"
+	storevault "github.com/keyhook/keyhook/pkg/store/vault"
 )
 
-// Config says how to reach one KV mount and how to authenticate.
-type Config struct {
-	// Server is the Vault address, e.g. https://vault:8200.
-	Server string
-	// Mount is the mount path of the KV engine, e.g. "secret".
-	Mount string
-	// KVVersion is 1 or 2.
-	KVVersion int
-	// Namespace is the Vault Enterprise / OpenBao namespace; empty for none.
-	Namespace string
-	// CABundle is PEM; empty means the system roots.
-	CABundle []byte
-
-	// Exactly one of the auth methods below is used.
-
-	// Token is a Vault token.
-	Token string
-	// Kubernetes logs in with a service-account JWT.
-	Kubernetes *KubernetesAuth
-	// JWT logs in through the jwt auth method.
-	JWT *KubernetesAuth
-	// AppRole logs in with a role id and secret id.
-	AppRole *AppRoleAuth
-}
+// Config says how to reach one KV mount and how to authenticate; it is
+// pkg/store/vault's, which builds it from a store without this SDK.
+type Config = storevault.Config
 
 // AppRoleAuth is Vault's approle auth method.
-type AppRoleAuth struct {
-	// MountPath of the auth method, e.g. "approle".
-	MountPath string
-	RoleID    string
-	SecretID  string
-}
+type AppRoleAuth = storevault.AppRoleAuth
 
 // KubernetesAuth is Vault's kubernetes auth method.
-type KubernetesAuth struct {
-	// MountPath of the auth method, e.g. "kubernetes".
-	MountPath string
-	// Role to log in as.
-	Role string
-	// JWT is the service-account token presented to Vault.
-	JWT string
-}
+type KubernetesAuth = storevault.KubernetesAuth
 
 // Provider reads one KV mount with one token: it logs in once, however many
 // secrets it then reads.
@@ -133,7 +100,7 @@ var _ fetch.Provider = (*Provider)(nil)
 
 // Capabilities declares what a store of a KV engine of this version (1 or
 // 2) can do: find by path and name on both, versions on KV v2 only.
-func Capabilities(kvVersion int) fetch.Capabilities { return store.VaultCapabilities(kvVersion) }
+func Capabilities(kvVersion int) fetch.Capabilities { return storevault.Capabilities(kvVersion) }
 
 // New returns a Provider logged in to Vault. The environment of the process
 // (VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, ...) is ignored on purpose:

@@ -1,0 +1,265 @@
+// Package aws is everything keyhook knows of an AWS store (Secrets Manager,
+// SSM Parameter Store) without AWS's SDK: its defaults, its capabilities,
+// the agent's plan and the logins of the sync and the agent. The SDK client
+// is pkg/fetch/aws.
+package aws
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/store/driver"
+)
+
+// DefaultAudience is the audience of the service-account token exchanged
+// for a role (spec.provider.aws.auth.jwt.audience), as IRSA's. The CRD's
+// marker writes the same (TestDefaultsMatchTheCRD).
+const DefaultAudience = "sts.amazonaws.com"
+
+// Services, as the store spec names them.
+const (
+	ServiceSecretsManager = string(v1alpha1.AWSSecretsManager)
+	ServiceParameterStore = string(v1alpha1.AWSParameterStore)
+)
+
+// Config says which AWS service to read, where, and as whom: what
+// pkg/fetch/aws.New logs in with.
+type Config struct {
+	// Service is ServiceSecretsManager or ServiceParameterStore.
+	Service string
+	// Region, e.g. eu-west-1.
+	Region string
+	// Endpoint overrides the service endpoint (VPC endpoints, FIPS,
+	// tests); https:// only. Empty means the regional endpoint.
+	Endpoint string
+	// STSEndpoint overrides the STS endpoint used for web identity and
+	// AssumeRole; https:// only. Empty means the regional STS endpoint.
+	STSEndpoint string
+	// CABundle is PEM, trusted for both endpoints instead of the system
+	// roots; empty means the system roots.
+	CABundle []byte
+	// RoleARN, when set, is assumed (STS AssumeRole) with the credentials
+	// of Static or WebIdentity, and secrets are read as that role.
+	RoleARN string
+
+	// Exactly one of Static and WebIdentity is set.
+
+	// Static are access keys.
+	Static *StaticKeys
+	// WebIdentity exchanges a token for a role's credentials.
+	WebIdentity *WebIdentity
+
+	// SessionName names the role sessions (web identity and AssumeRole)
+	// in CloudTrail, e.g. "keyhook-<namespace>-<name>". Characters STS
+	// does not accept become '-', and it is cut to 64 characters. Empty
+	// means "keyhook".
+	SessionName string
+}
+
+// StaticKeys are AWS access keys.
+type StaticKeys struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	// SessionToken is set for temporary keys only.
+	SessionToken string
+}
+
+// WebIdentity is STS AssumeRoleWithWebIdentity, as IRSA does it.
+type WebIdentity struct {
+	// RoleARN is the role the token is exchanged for.
+	RoleARN string
+	// Token is the JWT presented to STS: a projected service-account
+	// token whose audience the role trusts (sts.amazonaws.com).
+	Token string
+}
+
+// Provider is the AWS provider (driver.Logins[Config]).
+type Provider struct{}
+
+var _ driver.Logins[Config] = Provider{}
+
+// Name implements driver.Provider.
+func (Provider) Name() string { return plan.ProviderAWS }
+
+// Title implements driver.Provider.
+func (Provider) Title() string { return "AWS" }
+
+// Configured implements driver.Provider.
+func (Provider) Configured(spec *v1alpha1.SecretStoreSpec) bool { return spec.Provider.AWS != nil }
+
+// Planned implements driver.Provider.
+func (Provider) Planned(s plan.Store) bool { return s.AWS != nil }
+
+// Defaults implements driver.Provider.
+func (Provider) Defaults() map[string]string {
+	return map[string]string{"auth.jwt.audience": DefaultAudience}
+}
+
+// Capabilities declares what a store of service (ServiceSecretsManager or
+// ServiceParameterStore) can do: find by name prefix (Parameter Store: by
+// path, recursively) and versions, on both.
+func Capabilities(string) fetch.Capabilities {
+	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true}, VersionProbe: true}
+}
+
+// Capabilities implements driver.Provider.
+func (Provider) Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
+	return Capabilities(string(spec.Provider.AWS.Service))
+}
+
+// MetricName implements driver.Provider.
+func (Provider) MetricName(spec *v1alpha1.SecretStoreSpec) string {
+	if spec.Provider.AWS.Service == v1alpha1.AWSParameterStore {
+		return "aws-parameterstore"
+	}
+	return "aws-secretsmanager"
+}
+
+// CABundle implements driver.Provider.
+func (Provider) CABundle(spec *v1alpha1.SecretStoreSpec) []byte { return spec.Provider.AWS.CABundle }
+
+// Roles implements driver.Provider: the role assumed and the one a token is
+// exchanged for.
+func (Provider) Roles(spec *v1alpha1.SecretStoreSpec) map[string]string {
+	a := spec.Provider.AWS
+	out := map[string]string{}
+	if a.Role != "" {
+		out["spec.provider.aws.role"] = a.Role
+	}
+	if a.Auth.JWT != nil && a.Auth.JWT.RoleARN != "" {
+		out["spec.provider.aws.auth.jwt.roleArn"] = a.Auth.JWT.RoleARN
+	}
+	return out
+}
+
+// AgentOnly implements driver.Provider: the sync can log in with either
+// AWS auth method.
+func (Provider) AgentOnly(v1alpha1.SecretStoreKind, *v1alpha1.SecretStoreSpec) string { return "" }
+
+// PerNamespaceLogin implements driver.Provider.
+func (Provider) PerNamespaceLogin(spec *v1alpha1.SecretStoreSpec) bool {
+	noNS := func(s *v1alpha1.SecretKeySelector) bool { return s != nil && s.Namespace == "" }
+	a := spec.Provider.AWS.Auth
+	return a.JWT != nil || (a.SecretRef != nil && (noNS(&a.SecretRef.AccessKeyID) || noNS(&a.SecretRef.SecretAccessKey) || noNS(a.SecretRef.SessionToken)))
+}
+
+// ValidateExternalSecret implements driver.Provider: AWS takes any version
+// (a stage or a version id).
+func (Provider) ValidateExternalSecret(*v1alpha1.SecretStoreSpec, *v1alpha1.ExternalSecret) field.ErrorList {
+	return nil
+}
+
+func connection(a *v1alpha1.AWSProvider) Config {
+	return Config{
+		Service: string(a.Service), Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
+		CABundle: a.CABundle, RoleARN: a.Role,
+	}
+}
+
+// SyncConfig implements driver.Logins: the sync exchanges a token of a
+// service account of the ExternalSecret's namespace, or uses the access
+// keys of the Secret the store names.
+func (Provider) SyncConfig(ctx context.Context, src *driver.Source, creds driver.SyncCredentials) (Config, error) {
+	a := src.Store.Provider.AWS
+	cfg := connection(a)
+	cfg.SessionName = "keyhook-sync-" + src.ExternalSecret.Namespace
+	switch {
+	case a.Auth.JWT != nil:
+		tok, err := creds.ServiceAccountToken(ctx, a.Auth.JWT.ServiceAccountRef, driver.Defaulted(a.Auth.JWT.Audience, DefaultAudience))
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.WebIdentity = &WebIdentity{RoleARN: a.Auth.JWT.RoleARN, Token: tok}
+	case a.Auth.SecretRef != nil:
+		ref := a.Auth.SecretRef
+		keys := &StaticKeys{}
+		var err error
+		if keys.AccessKeyID, err = creds.SecretValue(ctx, ref.AccessKeyID, "access key id"); err != nil {
+			return Config{}, err
+		}
+		if keys.SecretAccessKey, err = creds.SecretValue(ctx, ref.SecretAccessKey, "secret access key"); err != nil {
+			return Config{}, err
+		}
+		if ref.SessionToken != nil {
+			if keys.SessionToken, err = creds.SecretValue(ctx, *ref.SessionToken, "session token"); err != nil {
+				return Config{}, err
+			}
+		}
+		cfg.Static = keys
+	default:
+		return Config{}, fmt.Errorf("%s %q configures no AWS auth: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
+	}
+	return cfg, nil
+}
+
+// Plan implements driver.Provider: the pod exchanges its own projected
+// token (IRSA), or uses access keys from a Secret of its namespace.
+func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.Store) error {
+	a := src.Store.Provider.AWS
+	es := src.ExternalSecret
+	pa := &plan.AWS{
+		Service:     string(a.Service),
+		Region:      a.Region,
+		Endpoint:    a.Endpoint,
+		STSEndpoint: a.STSEndpoint,
+		CABundle:    string(a.CABundle),
+		RoleARN:     a.Role,
+		SessionName: "keyhook-" + es.Namespace + "-" + es.Name,
+	}
+	switch {
+	case a.Auth.JWT != nil:
+		pa.WebIdentity = &plan.AWSWebIdentity{
+			RoleARN:   a.Auth.JWT.RoleARN,
+			TokenPath: creds.Token(driver.Defaulted(a.Auth.JWT.Audience, DefaultAudience)),
+		}
+	case a.Auth.SecretRef != nil:
+		const instead = "use spec.provider.aws.auth.jwt (IRSA)"
+		var err error
+		if pa.AccessKeyIDEnv, err = creds.SecretEnv(src, a.Auth.SecretRef.AccessKeyID, "AWS access keys", instead); err != nil {
+			return err
+		}
+		if pa.SecretAccessKeyEnv, err = creds.SecretEnv(src, a.Auth.SecretRef.SecretAccessKey, "AWS access keys", instead); err != nil {
+			return err
+		}
+		if st := a.Auth.SecretRef.SessionToken; st != nil {
+			if pa.SessionTokenEnv, err = creds.SecretEnv(src, *st, "AWS access keys", instead); err != nil {
+				return err
+			}
+		}
+	default:
+		return driver.Denied("%s %q configures no AWS auth; set spec.provider.aws.auth.jwt.roleArn so that pods authenticate as themselves (IRSA)", src.StoreKind, src.StoreName)
+	}
+	out.AWS = pa
+	return nil
+}
+
+// AgentConfig implements driver.Logins.
+func (Provider) AgentConfig(s plan.Store, env driver.AgentEnv) (Config, error) {
+	a := s.AWS
+	ac := Config{
+		Service: a.Service, Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
+		CABundle: []byte(a.CABundle), RoleARN: a.RoleARN, SessionName: a.SessionName,
+	}
+	if w := a.WebIdentity; w != nil {
+		jwt, err := env.Token(w.TokenPath)
+		if err != nil {
+			return Config{}, err
+		}
+		ac.WebIdentity = &WebIdentity{RoleARN: w.RoleARN, Token: jwt}
+		return ac, nil
+	}
+	keys := &StaticKeys{AccessKeyID: env.Env(a.AccessKeyIDEnv), SecretAccessKey: env.Env(a.SecretAccessKeyEnv)}
+	if a.SessionTokenEnv != "" {
+		keys.SessionToken = env.Env(a.SessionTokenEnv)
+	}
+	if keys.AccessKeyID == "" || keys.SecretAccessKey == "" {
+		return Config{}, fmt.Errorf("environment variables %s and %s (the store's access key Secret) must not be empty: %w", a.AccessKeyIDEnv, a.SecretAccessKeyEnv, fetch.ErrInvalid)
+	}
+	ac.Static = keys
+	return ac, nil
+}

@@ -1,0 +1,365 @@
+// Package vault is everything keyhook knows of a Vault (or OpenBao) store
+// without Vault's SDK: its defaults, its capabilities, the agent's plan and
+// the logins of the sync and the agent, and its checks of ExternalSecrets.
+// The SDK client is pkg/fetch/vault.
+package vault
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
+	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/store/driver"
+)
+
+// Defaults of a Vault store's optional fields. The CRD's kubebuilder
+// markers write the same (TestDefaultsMatchTheCRD), so the API server
+// fills them into stores it stores; the code applies them to what it is
+// given all the same (a store object built in memory, an older CRD).
+const (
+	// DefaultMount is the mount path of the KV engine (spec.provider.vault.path).
+	DefaultMount = "secret"
+	// DefaultKVVersion is the version of the KV engine.
+	DefaultKVVersion = v1alpha1.VaultKVv2
+	// DefaultKubernetesMountPath is where the kubernetes auth method is mounted.
+	DefaultKubernetesMountPath = "kubernetes"
+	// DefaultJWTPath is where the jwt auth method is mounted.
+	DefaultJWTPath = "jwt"
+	// DefaultAppRolePath is where the approle auth method is mounted.
+	DefaultAppRolePath = "approle"
+	// DefaultAudience is the audience of the service-account tokens
+	// presented to Vault (kubernetes and jwt auth).
+	DefaultAudience = "vault"
+)
+
+// Config says how to reach one KV mount and how to authenticate: what
+// pkg/fetch/vault.New logs in with.
+type Config struct {
+	// Server is the Vault address, e.g. https://vault:8200.
+	Server string
+	// Mount is the mount path of the KV engine, e.g. "secret".
+	Mount string
+	// KVVersion is 1 or 2.
+	KVVersion int
+	// Namespace is the Vault Enterprise / OpenBao namespace; empty for none.
+	Namespace string
+	// CABundle is PEM; empty means the system roots.
+	CABundle []byte
+
+	// Exactly one of the auth methods below is used.
+
+	// Token is a Vault token.
+	Token string
+	// Kubernetes logs in with a service-account JWT.
+	Kubernetes *KubernetesAuth
+	// JWT logs in through the jwt auth method.
+	JWT *KubernetesAuth
+	// AppRole logs in with a role id and secret id.
+	AppRole *AppRoleAuth
+}
+
+// AppRoleAuth is Vault's approle auth method.
+type AppRoleAuth struct {
+	// MountPath of the auth method, e.g. "approle".
+	MountPath string
+	RoleID    string
+	SecretID  string
+}
+
+// KubernetesAuth is Vault's kubernetes auth method.
+type KubernetesAuth struct {
+	// MountPath of the auth method, e.g. "kubernetes".
+	MountPath string
+	// Role to log in as.
+	Role string
+	// JWT is the service-account token presented to Vault.
+	JWT string
+}
+
+// Provider is the Vault provider (driver.Logins[Config]).
+type Provider struct{}
+
+var _ driver.Logins[Config] = Provider{}
+
+// Name implements driver.Provider.
+func (Provider) Name() string { return plan.ProviderVault }
+
+// Title implements driver.Provider.
+func (Provider) Title() string { return "Vault" }
+
+// Configured implements driver.Provider.
+func (Provider) Configured(spec *v1alpha1.SecretStoreSpec) bool { return spec.Provider.Vault != nil }
+
+// Planned implements driver.Provider.
+func (Provider) Planned(s plan.Store) bool { return s.Vault != nil }
+
+// Defaults implements driver.Provider.
+func (Provider) Defaults() map[string]string {
+	return map[string]string{
+		"path":                      DefaultMount,
+		"version":                   string(DefaultKVVersion),
+		"auth.kubernetes.mountPath": DefaultKubernetesMountPath,
+		"auth.kubernetes.audience":  DefaultAudience,
+		"auth.jwt.path":             DefaultJWTPath,
+		"auth.jwt.audience":         DefaultAudience,
+		"auth.appRole.path":         DefaultAppRolePath,
+	}
+}
+
+// withDefaults is a copy of v with the defaults of its empty fields. The
+// copy is shallow (the CA bundle is shared): admission runs it per pod.
+func withDefaults(v *v1alpha1.VaultProvider) *v1alpha1.VaultProvider {
+	d := *v
+	d.Path = driver.Defaulted(d.Path, DefaultMount)
+	d.Version = driver.Defaulted(d.Version, DefaultKVVersion)
+	if k := d.Auth.Kubernetes; k != nil {
+		c := *k
+		c.MountPath = driver.Defaulted(c.MountPath, DefaultKubernetesMountPath)
+		c.Audience = driver.Defaulted(c.Audience, DefaultAudience)
+		d.Auth.Kubernetes = &c
+	}
+	if j := d.Auth.JWT; j != nil {
+		c := *j
+		c.Path = driver.Defaulted(c.Path, DefaultJWTPath)
+		c.Audience = driver.Defaulted(c.Audience, DefaultAudience)
+		d.Auth.JWT = &c
+	}
+	if a := d.Auth.AppRole; a != nil {
+		c := *a
+		c.Path = driver.Defaulted(c.Path, DefaultAppRolePath)
+		d.Auth.AppRole = &c
+	}
+	return &d
+}
+
+// KVVersion is the number of a store's KV version (v1, v2, or empty for
+// the default).
+func KVVersion(v v1alpha1.VaultKVVersion) (int, error) {
+	switch driver.Defaulted(v, DefaultKVVersion) {
+	case v1alpha1.VaultKVv2:
+		return 2, nil
+	case v1alpha1.VaultKVv1:
+		return 1, nil
+	default:
+		return 0, fmt.Errorf("spec.provider.vault.version %q is not v1 or v2", v)
+	}
+}
+
+// Capabilities declares what a store of a KV engine of this version (1 or
+// 2) can do: find by path and name on both, versions on KV v2 only.
+func Capabilities(kvVersion int) fetch.Capabilities {
+	return fetch.Capabilities{
+		Find:         fetch.FindCapabilities{Path: true, Name: true},
+		VersionProbe: kvVersion == 2,
+	}
+}
+
+// Capabilities implements driver.Provider. A version the CRD does not admit
+// is refused at login; until then it counts as the default.
+func (Provider) Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
+	if n, err := KVVersion(spec.Provider.Vault.Version); err == nil {
+		return Capabilities(n)
+	}
+	return Capabilities(2)
+}
+
+// MetricName implements driver.Provider.
+func (Provider) MetricName(*v1alpha1.SecretStoreSpec) string { return "vault" }
+
+// CABundle implements driver.Provider.
+func (Provider) CABundle(spec *v1alpha1.SecretStoreSpec) []byte { return spec.Provider.Vault.CABundle }
+
+// Roles implements driver.Provider: Vault roles are Vault's to check.
+func (Provider) Roles(*v1alpha1.SecretStoreSpec) map[string]string { return nil }
+
+// AgentOnly implements driver.Provider: the sync can log in with every
+// Vault auth method.
+func (Provider) AgentOnly(v1alpha1.SecretStoreKind, *v1alpha1.SecretStoreSpec) string { return "" }
+
+// PerNamespaceLogin implements driver.Provider.
+func (Provider) PerNamespaceLogin(spec *v1alpha1.SecretStoreSpec) bool {
+	a := spec.Provider.Vault.Auth
+	return a.Kubernetes != nil || a.JWT != nil || noNamespace(a.TokenSecretRef) || (a.AppRole != nil && noNamespace(&a.AppRole.SecretRef))
+}
+
+func noNamespace(s *v1alpha1.SecretKeySelector) bool { return s != nil && s.Namespace == "" }
+
+// ServerConfig is the part of the Config of spec that reaches the server,
+// with no login: what the health probe checks of a store whose login
+// depends on who uses it.
+func ServerConfig(spec *v1alpha1.SecretStoreSpec) Config {
+	v := spec.Provider.Vault
+	return Config{Server: v.Server, Namespace: v.Namespace, CABundle: v.CABundle}
+}
+
+// SyncConfig implements driver.Logins: the sync logs in as a service
+// account of the ExternalSecret's namespace (kubernetes, jwt), or with the
+// Secret the store names (approle, token).
+func (Provider) SyncConfig(ctx context.Context, src *driver.Source, creds driver.SyncCredentials) (Config, error) {
+	v := withDefaults(src.Store.Provider.Vault)
+	version, err := KVVersion(v.Version)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s %q: %w: %w", src.StoreKind, src.StoreName, err, fetch.ErrInvalid)
+	}
+	cfg := Config{Server: v.Server, Mount: v.Path, KVVersion: version, Namespace: v.Namespace, CABundle: v.CABundle}
+	switch {
+	case v.Auth.Kubernetes != nil:
+		k := v.Auth.Kubernetes
+		tok, err := creds.ServiceAccountToken(ctx, k.ServiceAccountRef, k.Audience)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.Kubernetes = &KubernetesAuth{MountPath: k.MountPath, Role: k.Role, JWT: tok}
+	case v.Auth.JWT != nil:
+		j := v.Auth.JWT
+		tok, err := creds.ServiceAccountToken(ctx, j.ServiceAccountRef, j.Audience)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.JWT = &KubernetesAuth{MountPath: j.Path, Role: j.Role, JWT: tok}
+	case v.Auth.AppRole != nil:
+		a := v.Auth.AppRole
+		id, err := creds.SecretValue(ctx, a.SecretRef, "AppRole secret id")
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.AppRole = &AppRoleAuth{MountPath: a.Path, RoleID: a.RoleID, SecretID: id}
+	case v.Auth.TokenSecretRef != nil:
+		tok, err := creds.SecretValue(ctx, *v.Auth.TokenSecretRef, "token")
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.Token = tok
+	default:
+		return Config{}, fmt.Errorf("%s %q configures no Vault auth: %w", src.StoreKind, src.StoreName, fetch.ErrInvalid)
+	}
+	return cfg, nil
+}
+
+// Plan implements driver.Provider: the pod logs in as itself (a projected
+// token of its service account), or with a Secret of its own namespace.
+func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.Store) error {
+	v := withDefaults(src.Store.Provider.Vault)
+	version, err := KVVersion(v.Version)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", src.StoreKind, src.StoreName, err)
+	}
+	pv := &plan.Vault{
+		Server:    v.Server,
+		Path:      v.Path,
+		KVVersion: version,
+		Namespace: v.Namespace,
+		CABundle:  string(v.CABundle),
+	}
+	switch {
+	case v.Auth.Kubernetes != nil:
+		k := v.Auth.Kubernetes
+		pv.Kubernetes = &plan.VaultKubernetes{MountPath: k.MountPath, Role: k.Role, TokenPath: creds.Token(k.Audience)}
+	case v.Auth.JWT != nil:
+		j := v.Auth.JWT
+		pv.JWT = &plan.VaultKubernetes{MountPath: j.Path, Role: j.Role, TokenPath: creds.Token(j.Audience)}
+	case v.Auth.AppRole != nil:
+		a := v.Auth.AppRole
+		env, err := creds.SecretEnv(src, a.SecretRef, "a Vault AppRole secret id", "use spec.provider.vault.auth.kubernetes or .jwt")
+		if err != nil {
+			return err
+		}
+		pv.AppRole = &plan.VaultAppRole{MountPath: a.Path, RoleID: a.RoleID, SecretIDEnv: env}
+	case v.Auth.TokenSecretRef != nil:
+		if pv.TokenEnv, err = creds.SecretEnv(src, *v.Auth.TokenSecretRef, "a Vault token", "use spec.provider.vault.auth.kubernetes"); err != nil {
+			return err
+		}
+	default:
+		return driver.Denied("%s %q configures no Vault auth; set spec.provider.vault.auth.kubernetes", src.StoreKind, src.StoreName)
+	}
+	out.Vault = pv
+	return nil
+}
+
+// AgentConfig implements driver.Logins.
+func (Provider) AgentConfig(s plan.Store, env driver.AgentEnv) (Config, error) {
+	v := s.Vault
+	vc := Config{Server: v.Server, Mount: v.Path, KVVersion: v.KVVersion, Namespace: v.Namespace, CABundle: []byte(v.CABundle)}
+	switch {
+	case v.Kubernetes != nil:
+		jwt, err := env.Token(v.Kubernetes.TokenPath)
+		if err != nil {
+			return Config{}, err
+		}
+		vc.Kubernetes = &KubernetesAuth{MountPath: v.Kubernetes.MountPath, Role: v.Kubernetes.Role, JWT: jwt}
+	case v.JWT != nil:
+		jwt, err := env.Token(v.JWT.TokenPath)
+		if err != nil {
+			return Config{}, err
+		}
+		vc.JWT = &KubernetesAuth{MountPath: v.JWT.MountPath, Role: v.JWT.Role, JWT: jwt}
+	case v.AppRole != nil:
+		id := env.Env(v.AppRole.SecretIDEnv)
+		if id == "" {
+			return Config{}, fmt.Errorf("environment variable %s (the store's AppRole secret id Secret) is empty: %w", v.AppRole.SecretIDEnv, fetch.ErrInvalid)
+		}
+		vc.AppRole = &AppRoleAuth{MountPath: v.AppRole.MountPath, RoleID: v.AppRole.RoleID, SecretID: id}
+	case v.TokenEnv != "":
+		vc.Token = env.Env(v.TokenEnv)
+		if vc.Token == "" {
+			return Config{}, fmt.Errorf("environment variable %s (the store's token Secret) is empty: %w", v.TokenEnv, fetch.ErrInvalid)
+		}
+	}
+	return vc, nil
+}
+
+// ValidateExternalSecret implements driver.Provider: versions are KV v2
+// numbers (a KV v1 engine has none), and keys are relative to the mount,
+// never its KV v2 API path ("secret/data/app/db"), which the provider
+// refuses too, for ExternalSecrets admitted before their store.
+func (Provider) ValidateExternalSecret(spec *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
+	v := withDefaults(spec.Provider.Vault)
+	version, err := KVVersion(v.Version)
+	if err != nil {
+		version = 2 // the CRD admits v1 and v2 only; the login refuses others
+	}
+	var errs field.ErrorList
+	checkVersion := func(path *field.Path, ver string) {
+		if ver == "" {
+			return
+		}
+		if version == 1 {
+			errs = append(errs, field.Invalid(path, ver, "the store's Vault KV v1 engine has no versions; remove it"))
+			return
+		}
+		if n, err := strconv.Atoi(ver); err != nil || n < 1 {
+			errs = append(errs, field.Invalid(path, ver, "a Vault KV v2 version is a positive number"))
+		}
+	}
+	for i, d := range es.Spec.Data {
+		checkVersion(field.NewPath("spec", "data").Index(i).Child("remoteRef", "version"), d.RemoteRef.Version)
+	}
+	for i, d := range es.Spec.DataFrom {
+		if d.Extract != nil {
+			checkVersion(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "version"), d.Extract.Version)
+		}
+	}
+	checkKey := func(path *field.Path, key string) {
+		if err := kvpath.Check(v.Path, version, key); err != nil {
+			errs = append(errs, field.Invalid(path, key, err.Error()))
+		}
+	}
+	for i, d := range es.Spec.Data {
+		checkKey(field.NewPath("spec", "data").Index(i).Child("remoteRef", "key"), d.RemoteRef.Key)
+	}
+	for i, d := range es.Spec.DataFrom {
+		switch {
+		case d.Extract != nil:
+			checkKey(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "key"), d.Extract.Key)
+		case d.Find != nil:
+			checkKey(field.NewPath("spec", "dataFrom").Index(i).Child("find", "path"), d.Find.Path)
+		}
+	}
+	return errs
+}
