@@ -39,7 +39,7 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := s.inProcessReconciler(ctx)
+	mgr, metricsURL, err := s.inProcessReconciler(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,12 +70,7 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 		_ = stopMgr()
 		return err
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 3*s.cfg.RefreshInterval+time.Minute)
-	err = framework.WaitFor(wctx, 500*time.Millisecond, func() (bool, error) {
-		_, refreshed, err := s.readiness(wctx, set, mark)
-		return err == nil && refreshed == set.total(), err
-	})
-	wcancel()
+	err = s.waitRefreshed(ctx, set, metricsURL, mark, 3*s.cfg.RefreshInterval+time.Minute)
 	stopCPU()
 	if err != nil {
 		_ = stopMgr()
@@ -95,31 +90,36 @@ func (s *suite) profileReconciler(ctx context.Context) error {
 
 // inProcessReconciler is a manager running the controller's reconcilers in
 // the suite's own process, wired by internal/app/controller with
-// cmd/controller's defaults, so that they can be profiled.
-func (s *suite) inProcessReconciler(ctx context.Context) (ctrl.Manager, error) {
+// cmd/controller's defaults, so that they can be profiled; its metrics are
+// served at metricsURL.
+func (s *suite) inProcessReconciler(ctx context.Context) (mgr ctrl.Manager, metricsURL string, err error) {
 	e := s.env
 	restCfg := rest.CopyConfig(e.cluster.Config)
 	restCfg.QPS, restCfg.Burst = -1, 0 // as ctrl.GetConfig in a cluster
 	cfg, err := controllerapp.ParseConfig(nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	opts, err := controllerapp.Options(cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	port, err := framework.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	opts.Metrics = metricsserver.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port)}
 	opts.HealthProbeBindAddress = "0"
 	// The suite may run it more than once in its process.
 	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
-	mgr, err := ctrl.NewManager(restCfg, opts)
+	mgr, err = ctrl.NewManager(restCfg, opts)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := controllerapp.Setup(ctx, mgr, restCfg, cfg); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return mgr, nil
+	return mgr, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil
 }
 
 func startCPUProfile(file string) (stop func(), err error) {
@@ -154,7 +154,7 @@ func (s *suite) profileScale(ctx context.Context) error {
 	if err := s.env.stopReconciler(); err != nil {
 		return err
 	}
-	mgr, err := s.inProcessReconciler(ctx)
+	mgr, _, err := s.inProcessReconciler(ctx)
 	if err != nil {
 		return err
 	}

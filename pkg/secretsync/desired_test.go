@@ -129,36 +129,135 @@ func TestDue(t *testing.T) {
 		name     string
 		es       *v1alpha1.ExternalSecret
 		existing *corev1.Secret
+		// lastRead is how long ago this process last read es; 0: never.
+		lastRead time.Duration
 		wantDue  bool
 		wantWait time.Duration
 	}{
-		{"never synced", es(), nil, true, 0},
-		{"synced, not yet due", synced(10*time.Second, time.Minute, metav1.ConditionTrue), secret, false, 50 * time.Second},
-		{"synced, due", synced(time.Minute, time.Minute, metav1.ConditionTrue), secret, true, 0},
-		{"last sync failed", synced(time.Second, time.Hour, metav1.ConditionFalse), secret, true, 0},
-		{"Secret deleted", synced(time.Second, time.Hour, metav1.ConditionTrue), nil, true, 0},
+		{"never synced", es(), nil, 0, true, 0},
+		{"synced, not yet due", synced(10*time.Second, time.Minute, metav1.ConditionTrue), secret, 0, false, 50 * time.Second},
+		{"synced, due", synced(time.Minute, time.Minute, metav1.ConditionTrue), secret, 0, true, 0},
+		// status.refreshTime is not bumped by refreshes that change
+		// nothing: the read this process remembers counts.
+		{"changed long ago, read lately", synced(time.Hour, time.Minute, metav1.ConditionTrue), secret, 20 * time.Second, false, 40 * time.Second},
+		{"changed long ago, read an interval ago", synced(time.Hour, time.Minute, metav1.ConditionTrue), secret, time.Minute, true, 0},
+		{"changed lately, read before", synced(10*time.Second, time.Minute, metav1.ConditionTrue), secret, 30 * time.Second, false, 50 * time.Second},
+		{"last sync failed", synced(time.Second, time.Hour, metav1.ConditionFalse), secret, time.Second, true, 0},
+		{"Secret deleted", synced(time.Second, time.Hour, metav1.ConditionTrue), nil, time.Second, true, 0},
 		{"spec changed", func() *v1alpha1.ExternalSecret {
 			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
 			e.Generation = 3
 			return e
-		}(), secret, true, 0},
-		{"refreshInterval 0 syncs once", synced(24*time.Hour, 0, metav1.ConditionTrue), secret, false, 0},
+		}(), secret, time.Second, true, 0},
+		{"refreshInterval 0 syncs once", synced(24*time.Hour, 0, metav1.ConditionTrue), secret, 0, false, 0},
 		{"force-sync annotation changed", func() *v1alpha1.ExternalSecret {
 			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
 			e.Annotations = map[string]string{"keyhook.dev/force-sync": "now"}
 			return e
-		}(), secret, true, 0},
+		}(), secret, time.Second, true, 0},
 		{"force-sync annotation already synced", func() *v1alpha1.ExternalSecret {
 			e := synced(time.Second, time.Hour, metav1.ConditionTrue)
 			e.Annotations = map[string]string{"keyhook.dev/force-sync": "now"}
 			e.Status.ForceSync = "now"
 			return e
-		}(), secret, false, time.Hour - time.Second},
+		}(), secret, 0, false, time.Hour - time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wait, due := r.due(tc.es, tc.existing, now)
+			var lastRead time.Time
+			if tc.lastRead > 0 {
+				lastRead = now.Add(-tc.lastRead)
+			}
+			wait, due := r.due(tc.es, tc.existing, lastRead, now)
 			if due != tc.wantDue || wait != tc.wantWait {
 				t.Errorf("due = %v after %s, want %v after %s", due, wait, tc.wantDue, tc.wantWait)
+			}
+		})
+	}
+}
+
+// TestNextStatus: a sync writes the status only when what it records
+// changes; a refresh that finds everything as it was writes nothing, not
+// even a new refreshTime.
+func TestNextStatus(t *testing.T) {
+	earlier := metav1.NewTime(time.Date(2026, 11, 22, 11, 0, 0, 0, time.UTC))
+	now := metav1.NewTime(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	ready := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 2}
+	failed := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: ReasonSyncedError, Message: "could not sync: key team-a/db: not found", ObservedGeneration: 2}
+	current := func(opts ...func(*v1alpha1.ExternalSecret)) *v1alpha1.ExternalSecret {
+		return es(append([]func(*v1alpha1.ExternalSecret){func(e *v1alpha1.ExternalSecret) {
+			c := ready
+			c.LastTransitionTime = earlier
+			e.Status = v1alpha1.ExternalSecretStatus{
+				Conditions:            []metav1.Condition{c},
+				RefreshTime:           &earlier,
+				SyncedResourceVersion: "2",
+				Versions:              map[string]string{"team-a/db": "3"},
+			}
+		}}, opts...)...)
+	}
+	withStatus := func(f func(*v1alpha1.ExternalSecretStatus)) func(*v1alpha1.ExternalSecret) {
+		return func(e *v1alpha1.ExternalSecret) { f(&e.Status) }
+	}
+	for _, tc := range []struct {
+		name        string
+		es          *v1alpha1.ExternalSecret
+		ready       metav1.Condition
+		ok          *synced
+		wantChanged bool
+		// wantStatus is the whole status after; nil: as before.
+		wantStatus *v1alpha1.ExternalSecretStatus
+	}{
+		{"nothing changed", current(), ready, &synced{at: now, versions: map[string]string{"team-a/db": "3"}}, false, nil},
+		{"nothing changed, no versions (Owner)", current(withStatus(func(s *v1alpha1.ExternalSecretStatus) { s.Versions = nil })), ready, &synced{at: now}, false, nil},
+		{"the same failure again", current(withStatus(func(s *v1alpha1.ExternalSecretStatus) {
+			c := failed
+			c.LastTransitionTime = earlier
+			s.Conditions = []metav1.Condition{c}
+		})), failed, nil, false, nil},
+		{"Secret written", current(), ready, &synced{at: now, versions: map[string]string{"team-a/db": "3"}, wrote: true}, true, &v1alpha1.ExternalSecretStatus{
+			Conditions:  []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 2, LastTransitionTime: earlier}},
+			RefreshTime: &now, SyncedResourceVersion: "2", Versions: map[string]string{"team-a/db": "3"},
+		}},
+		{"new remote version", current(), ready, &synced{at: now, versions: map[string]string{"team-a/db": "4"}}, true, &v1alpha1.ExternalSecretStatus{
+			Conditions:  []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 2, LastTransitionTime: earlier}},
+			RefreshTime: &now, SyncedResourceVersion: "2", Versions: map[string]string{"team-a/db": "4"},
+		}},
+		{"spec changed", current(func(e *v1alpha1.ExternalSecret) { e.Generation = 3 }), metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 3},
+			&synced{at: now, versions: map[string]string{"team-a/db": "3"}}, true, &v1alpha1.ExternalSecretStatus{
+				Conditions:  []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 3, LastTransitionTime: earlier}},
+				RefreshTime: &now, SyncedResourceVersion: "3", Versions: map[string]string{"team-a/db": "3"},
+			}},
+		{"forced", current(func(e *v1alpha1.ExternalSecret) { e.Annotations = map[string]string{"keyhook.dev/force-sync": "1"} }), ready,
+			&synced{at: now, versions: map[string]string{"team-a/db": "3"}}, true, &v1alpha1.ExternalSecretStatus{
+				Conditions:  []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: "Secret is synced", ObservedGeneration: 2, LastTransitionTime: earlier}},
+				RefreshTime: &now, ForceSync: "1", SyncedResourceVersion: "2", Versions: map[string]string{"team-a/db": "3"},
+			}},
+		{"failing now: condition only", current(), failed, nil, true, &v1alpha1.ExternalSecretStatus{
+			Conditions:  []metav1.Condition{failed},
+			RefreshTime: &earlier, SyncedResourceVersion: "2", Versions: map[string]string{"team-a/db": "3"},
+		}},
+		{"first sync", es(), ready, &synced{at: now}, true, &v1alpha1.ExternalSecretStatus{
+			Conditions:  []metav1.Condition{ready},
+			RefreshTime: &now, SyncedResourceVersion: "2",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.es.Status.DeepCopy()
+			if tc.wantStatus != nil {
+				want = tc.wantStatus
+			}
+			got := tc.es.DeepCopy()
+			if changed := nextStatus(got, tc.ready, tc.ok); changed != tc.wantChanged {
+				t.Errorf("changed = %v, want %v", changed, tc.wantChanged)
+			}
+			// A new transition is stamped with the wall clock.
+			for i := range got.Status.Conditions {
+				if c := &got.Status.Conditions[i]; c.LastTransitionTime != earlier {
+					c.LastTransitionTime = metav1.Time{}
+				}
+			}
+			if diff := cmp.Diff(want, &got.Status); diff != "" {
+				t.Errorf("status (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -58,13 +61,37 @@ var (
 		Name: "keyhook_secret_writes_total",
 		Help: "Writes of Secrets by the sync, by operation (create, update).",
 	}, []string{"operation"})
+	statusWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyhook_externalsecret_status_writes_total",
+		Help: "Writes of ExternalSecrets' status by the sync: only when a condition, the synced generation, the remote versions or the Secret's content changed.",
+	})
+	// The refresh times are metrics, not status fields: a refresh that
+	// finds nothing changed writes nothing to the API server.
+	lastRefresh = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyhook_externalsecret_last_refresh_timestamp_seconds",
+		Help: "When the sync last read an ExternalSecret's remote data (Unix time), whatever the result.",
+	}, []string{"namespace", "name"})
+	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyhook_externalsecret_last_sync_success_timestamp_seconds",
+		Help: "When a sync of an ExternalSecret last succeeded (Unix time): its Secret held the remote data of that moment.",
+	}, []string{"namespace", "name"})
 )
 
 // Metrics are the sync's collectors (the reconciler's and the read
 // cache's), registered by the role that runs the sync
 // (internal/app/controller), not on import.
 func Metrics() []prometheus.Collector {
-	return []prometheus.Collector{syncCalls, lastSyncState, syncDuration, secretWrites, ProviderCalls}
+	return []prometheus.Collector{syncCalls, lastSyncState, syncDuration, secretWrites, statusWrites, lastRefresh, lastSuccess, ProviderCalls}
+}
+
+// forgetMetrics drops the series of a deleted ExternalSecret: a gauge of one
+// that is gone (a failed last sync, say) would otherwise stay, and alert,
+// until keyhook restarts.
+func forgetMetrics(key types.NamespacedName) {
+	l := prometheus.Labels{"namespace": key.Namespace, "name": key.Name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{syncCalls, lastSyncState, lastRefresh, lastSuccess} {
+		v.DeletePartialMatch(l)
+	}
 }
 
 // The sync resolves stores as admission does (pkg/resolve), so it reads what
@@ -90,6 +117,49 @@ type Reconciler struct {
 	Workers  int
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+
+	// reads remembers when this process last read each ExternalSecret
+	// successfully: status.refreshTime is not bumped by refreshes that
+	// change nothing, so it says when the next refresh is due only for
+	// ExternalSecrets this process has not read yet.
+	reads refreshTimes
+}
+
+// refreshTimes are the times of the last successful reads, by
+// ExternalSecret; the UID tells a recreated ExternalSecret from the one
+// before.
+type refreshTimes struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]refreshTime
+}
+
+type refreshTime struct {
+	uid types.UID
+	at  time.Time
+}
+
+func (t *refreshTimes) get(es *v1alpha1.ExternalSecret) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rt, ok := t.m[client.ObjectKeyFromObject(es)]; ok && rt.uid == es.UID {
+		return rt.at
+	}
+	return time.Time{}
+}
+
+func (t *refreshTimes) set(es *v1alpha1.ExternalSecret, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[types.NamespacedName]refreshTime{}
+	}
+	t.m[client.ObjectKeyFromObject(es)] = refreshTime{es.UID, at}
+}
+
+func (t *refreshTimes) forget(key types.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, key)
 }
 
 var _ reconcile.Reconciler = (*Reconciler)(nil)
@@ -130,6 +200,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	es := &v1alpha1.ExternalSecret{}
 	if err := r.Client.Get(ctx, req.NamespacedName, es); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.reads.forget(req.NamespacedName)
+			forgetMetrics(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !es.DeletionTimestamp.IsZero() {
@@ -156,13 +230,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	now := r.Clock.Now()
-	if wait, due := r.due(es, existing, now); !due {
+	if wait, due := r.due(es, existing, r.reads.get(es), now); !due {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 
 	start := now
 	provider := "unknown"
 	data, versions, err := r.read(ctx, es, policy, &provider)
+	if provider != "unknown" { // the store resolved: the provider was asked
+		lastRefresh.WithLabelValues(es.Namespace, es.Name).Set(float64(now.UnixNano()) / 1e9)
+	}
 	if err != nil {
 		var denied *resolve.DeniedError
 		if !errors.As(err, &denied) && !isProviderError(err) {
@@ -189,7 +266,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		// exponential backoff.
 		return reconcile.Result{}, fmt.Errorf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, msg)
 	}
+	wrote := false
 	if policy != v1alpha1.CreationPolicyNone && !UpToDate(existing, es, data) {
+		wrote = true
 		if err := r.write(ctx, es, policy, existing, data); err != nil {
 			var owned *ownedError
 			if errors.As(err, &owned) {
@@ -202,14 +281,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	syncDuration.WithLabelValues(provider).Observe(r.Clock.Since(start).Seconds())
 	syncCalls.WithLabelValues(es.Namespace, es.Name, provider, "success").Inc()
 	lastSyncState.WithLabelValues(es.Namespace, es.Name, provider).Set(1)
-	refreshed := metav1.NewTime(now)
 	msg := "Secret is synced"
 	if policy == v1alpha1.CreationPolicyNone {
 		msg = "remote versions are current (creationPolicy None: no Secret)"
 	}
-	if err := r.setReady(ctx, es, metav1.ConditionTrue, ReasonSynced, msg, &synced{at: refreshed, versions: versions}); err != nil {
+	if err := r.setReady(ctx, es, metav1.ConditionTrue, ReasonSynced, msg, &synced{at: metav1.NewTime(now), versions: versions, wrote: wrote}); err != nil {
 		return reconcile.Result{}, err
 	}
+	r.reads.set(es, now)
+	lastSuccess.WithLabelValues(es.Namespace, es.Name).Set(float64(now.UnixNano()) / 1e9)
 	if interval := refreshInterval(es); interval > 0 {
 		return reconcile.Result{RequeueAfter: interval}, nil
 	}
@@ -218,8 +298,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 // due decides whether es must be read now and, if not, how long until it is.
 // It is due when its spec changed since the last sync, when the last sync
-// failed, when its Secret is gone, or when its refresh interval has passed.
-func (r *Reconciler) due(es *v1alpha1.ExternalSecret, existing *corev1.Secret, now time.Time) (time.Duration, bool) {
+// failed, when its Secret is gone, or when its refresh interval has passed
+// since it was last read: by this process at lastRead (zero if not yet), or
+// at status.refreshTime, when a sync last changed something.
+func (r *Reconciler) due(es *v1alpha1.ExternalSecret, existing *corev1.Secret, lastRead, now time.Time) (time.Duration, bool) {
 	ready := meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady)
 	switch {
 	case es.Status.RefreshTime == nil, ready == nil, ready.Status != metav1.ConditionTrue,
@@ -234,7 +316,11 @@ func (r *Reconciler) due(es *v1alpha1.ExternalSecret, existing *corev1.Secret, n
 	if interval == 0 {
 		return 0, false // sync once
 	}
-	next := es.Status.RefreshTime.Add(interval)
+	last := es.Status.RefreshTime.Time
+	if lastRead.After(last) {
+		last = lastRead
+	}
+	next := last.Add(interval)
 	if !now.Before(next) {
 		return 0, true
 	}
@@ -391,22 +477,45 @@ func mergeMaps(base, over map[string]string) map[string]string {
 type synced struct {
 	at       metav1.Time
 	versions map[string]string
+	// wrote: the sync wrote the Secret.
+	wrote bool
 }
 
 // setReady writes the Ready condition; ok, when set, records a successful
-// sync of the current generation.
+// sync of the current generation. It writes nothing when the status would
+// not change (see nextStatus).
 func (r *Reconciler) setReady(ctx context.Context, es *v1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string, ok *synced) error {
-	patch := client.MergeFrom(es.DeepCopy())
-	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
+	before := es.DeepCopy()
+	if !nextStatus(es, metav1.Condition{
 		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: fetch.OneLine(msg), ObservedGeneration: es.Generation,
-	})
+	}, ok) {
+		return nil
+	}
+	statusWrites.Inc()
+	return r.Client.Status().Patch(ctx, es, client.MergeFrom(before))
+}
+
+// nextStatus sets es's status to what a sync that ends with ready (and, when
+// ok is set, succeeded) records, and reports whether that differs from what
+// es had: only a change of the condition, the synced generation, the remote
+// versions or the forced-sync mark, or a write of the Secret, makes a status
+// write. refreshTime is when such a sync happened; a refresh that changes
+// nothing leaves it as it is (its time is a metric), so that it writes
+// nothing to the API server.
+func nextStatus(es *v1alpha1.ExternalSecret, ready metav1.Condition, ok *synced) bool {
+	before := es.Status.DeepCopy()
+	meta.SetStatusCondition(&es.Status.Conditions, ready)
 	if ok != nil {
-		es.Status.RefreshTime = &ok.at
 		es.Status.SyncedResourceVersion = strconv.FormatInt(es.Generation, 10)
 		es.Status.Versions = ok.versions
 		es.Status.ForceSync = es.Annotations[annotations.ForceSync]
 	}
-	return r.Client.Status().Patch(ctx, es, patch)
+	changed := !equality.Semantic.DeepEqual(before, &es.Status)
+	if ok != nil && (changed || ok.wrote || es.Status.RefreshTime == nil) {
+		es.Status.RefreshTime = &ok.at
+		changed = true
+	}
+	return changed
 }
 
 // targeting lists the ExternalSecrets of ns whose target is the Secret

@@ -68,10 +68,7 @@ func TestSyncTargetOwnedByOther(t *testing.T) {
 
 	// Several refreshes of both (refreshInterval 1s), and the storm guard's
 	// window: the Secret stays A's, untouched, and nothing rolls.
-	aRefreshed := a.Status.RefreshTime.Time
-	waitForES(ctx, t, ns, "a", "refreshed thrice", func(e *v1alpha1.ExternalSecret) bool {
-		return e.Status.RefreshTime != nil && e.Status.RefreshTime.Time.After(aRefreshed.Add(2500*time.Millisecond))
-	})
+	waitRefreshedAfter(ctx, t, ns, "a", lastRefresh(t, ns, "a").Add(2500*time.Millisecond))
 	time.Sleep(rolloutDebounce)
 	now := &corev1.Secret{}
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(first), now); err != nil {
@@ -154,17 +151,13 @@ func TestSyncMergeTargetsShared(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var es *v1alpha1.ExternalSecret
 	for _, name := range []string{"m-one", "m-two"} {
-		es = waitForES(ctx, t, ns, name, "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
+		waitForES(ctx, t, ns, name, "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
 	}
 	s := waitForSecret(ctx, t, ns, "shared", func(s *corev1.Secret) bool {
 		return string(s.Data["one"]) == v1 && string(s.Data["two"]) == v2 && string(s.Data["theirs"]) == "x"
 	})
-	since := es.Status.RefreshTime.Time
-	waitForES(ctx, t, ns, "m-two", "refreshed thrice", func(e *v1alpha1.ExternalSecret) bool {
-		return e.Status.RefreshTime != nil && e.Status.RefreshTime.Time.After(since.Add(2500*time.Millisecond))
-	})
+	waitRefreshedAfter(ctx, t, ns, "m-two", lastRefresh(t, ns, "m-two").Add(2500*time.Millisecond))
 	now := &corev1.Secret{}
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(s), now); err != nil {
 		t.Fatal(err)

@@ -99,10 +99,7 @@ func TestSyncCreatesSecretAndKeepsItCurrent(t *testing.T) {
 	}
 
 	// Refreshes with nothing changed write nothing.
-	firstRefresh := es.Status.RefreshTime.Time
-	waitForES(ctx, t, ns, "db-creds", "refreshed twice", func(e *v1alpha1.ExternalSecret) bool {
-		return e.Status.RefreshTime != nil && e.Status.RefreshTime.Time.After(firstRefresh.Add(1500*time.Millisecond))
-	})
+	waitRefreshedAfter(ctx, t, ns, "db-creds", lastRefresh(t, ns, "db-creds").Add(1500*time.Millisecond))
 	again := &corev1.Secret{}
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(got), again); err != nil {
 		t.Fatal(err)

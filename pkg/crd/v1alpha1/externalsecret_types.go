@@ -256,7 +256,12 @@ type ExternalSecretStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// RefreshTime is when the data was last read.
+	// RefreshTime is when a sync last changed something: the Secret's
+	// content, the remote versions, the Ready condition or the synced
+	// generation. A refresh that finds everything as it was writes nothing,
+	// not even this; when the data was last read is the controller's metric
+	// keyhook_externalsecret_last_refresh_timestamp_seconds (and
+	// keyhook_externalsecret_last_sync_success_timestamp_seconds).
 	// +optional
 	RefreshTime *metav1.Time `json:"refreshTime,omitempty"`
 
