@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	jsonpatchv2 "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -334,7 +337,8 @@ func admit(t *testing.T, h *keyhookadmission.PodInjector, pod *corev1.Pod, ns st
 // volumes and mounts (some with keyhook's own names and paths), pod labels
 // that ClusterInjectionPolicies select on. Every answer must say why it
 // denies, and every patch must apply and give a valid pod that the injector
-// then leaves as it is.
+// then leaves as it is; and every answer is the one keyhook gave when it
+// decoded the whole pod and diffed Apply's result (the patched pod compared).
 func FuzzAdmission(f *testing.F) {
 	for _, s := range []struct {
 		inject, mountPath, mode, other string
@@ -366,6 +370,8 @@ func FuzzAdmission(f *testing.F) {
 	}
 	f.Add("db", "", "", "", []byte{0, 1, 0, 0}, true)
 	h := fuzzInjector(f)
+	full := fuzzInjector(f)
+	keyhookadmission.FullDecode(full)
 	f.Fuzz(func(t *testing.T, inject, mountPath, mode, other string, choices []byte, podNamespaceOnly bool) {
 		pod := fuzzPod(shape(choices), inject, mountPath, mode, other)
 		if msg := checkPod(pod); msg != "" {
@@ -375,10 +381,12 @@ func FuzzAdmission(f *testing.F) {
 		if podNamespaceOnly {
 			ns = "" // as for a request that names no namespace: the pod's is used
 		}
+		sameAsFullDecode(t, h, full, podRequest(t, pod, ns))
 		out, n := admit(t, h, pod, ns)
 		if out == nil || n == 0 {
 			return
 		}
+		sameAsFullDecode(t, h, full, podRequest(t, out, ns))
 		for i, c := range pod.Spec.Containers {
 			if got := out.Spec.Containers[i]; got.Name != c.Name || got.Image != c.Image {
 				t.Fatalf("container %d was %s (%s), is %s (%s)", i, c.Name, c.Image, got.Name, got.Image)
@@ -393,4 +401,47 @@ func FuzzAdmission(f *testing.F) {
 			t.Fatalf("the injected pod is patched again (%d operations)", n)
 		}
 	})
+}
+
+// sameAsFullDecode checks that h answers req as full, the injector that
+// decodes the whole pod and patches with Apply and Patch, does: the same
+// decision, message and warnings, and a patch that gives the same pod.
+func sameAsFullDecode(t *testing.T, h, full *keyhookadmission.PodInjector, req admission.Request) {
+	t.Helper()
+	ctx := log.IntoContext(context.Background(), quiet)
+	got, want := h.Handle(ctx, req), full.Handle(ctx, req)
+	if got.Allowed != want.Allowed || !reflect.DeepEqual(got.Result, want.Result) || !reflect.DeepEqual(got.Warnings, want.Warnings) {
+		t.Fatalf("answer differs from the whole-pod decode's:\ngot  %v %+v %q\nwant %v %+v %q", got.Allowed, got.Result, got.Warnings, want.Allowed, want.Result, want.Warnings)
+	}
+	if (len(got.Patches) == 0) != (len(want.Patches) == 0) {
+		t.Fatalf("%d patch operations, the whole-pod decode's %d", len(got.Patches), len(want.Patches))
+	}
+	if len(got.Patches) == 0 {
+		return
+	}
+	if diff := cmp.Diff(patched(t, req.Object.Raw, want.Patches), patched(t, req.Object.Raw, got.Patches)); diff != "" {
+		t.Fatalf("the patched pod differs from the whole-pod decode's (-full +view):\n%s", diff)
+	}
+}
+
+// patched is raw with ops applied, decoded.
+func patched(t *testing.T, raw []byte, ops []jsonpatchv2.Operation) *corev1.Pod {
+	t.Helper()
+	b, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("the patch does not apply: %v\n%s", err, b)
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(out, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
 }

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -52,6 +55,11 @@ type PodInjector struct {
 	Resolver *resolve.Resolver
 	// Config is the webhook-wide part of the mutation.
 	Config mutate.Config
+
+	// fullDecode decodes every pod whole and patches it with Apply and
+	// Patch, as keyhook did before PodView and Ops: set by tests only,
+	// which compare the two.
+	fullDecode bool
 }
 
 var _ admission.Handler = (*PodInjector)(nil)
@@ -66,26 +74,38 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 }
 
 func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	// Decoded straight into a Pod, as the API machinery's JSON serializer
-	// does (case-sensitive, integers kept), without its detour through a
-	// second decode to read apiVersion and kind: the registration sends
-	// only v1 Pods.
-	pod := &corev1.Pod{}
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("the request holds no pod")), ResultError
 	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
+	// Only what the decision and the mutation read is decoded (a fraction
+	// of the cost of a whole Pod), strictly: see mutate.DecodePod. The
+	// whole pod is decoded only for a pod that carries keyhook's names.
+	var (
+		pod  *corev1.Pod
+		view *mutate.PodView
+		err  error
+	)
+	if h.fullDecode {
+		if pod, err = decodePod(req.Object.Raw); err == nil {
+			view = mutate.ViewOf(pod)
+		}
+	} else {
+		view, err = mutate.DecodePod(req.Object.Raw)
 	}
-	name := pod.Name
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err), ResultError
+	}
+	name := view.Metadata.Name
 	if name == "" {
 		// Pods of controllers have only generateName at admission.
-		name = pod.GenerateName
+		name = view.Metadata.GenerateName
 	}
-	logger := log.FromContext(ctx).WithValues("namespace", req.Namespace, "pod", name, "uid", req.UID)
+	// The pod's keys are passed with each line, not bound with
+	// WithValues, which costs a dozen allocations per admission.
+	logger := podLogger{log.FromContext(ctx), []any{"namespace", req.Namespace, "pod", name, "uid", req.UID}}
 	ns := req.Namespace
 	if ns == "" {
-		ns = pod.Namespace
+		ns = view.Metadata.Namespace
 	}
 	// The ClusterInjectionPolicies and the namespace, from the informer
 	// cache; pkg/injection decides, as it does for rollouts.
@@ -94,7 +114,7 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 		logger.Error(err, "reading ClusterInjectionPolicies")
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
-	plan, skipped, err := injection.For(ns, in, pod.Annotations, pod.Labels)
+	plan, skipped, err := injection.For(ns, in, view.Metadata.Annotations, view.Metadata.Labels)
 	for _, err := range skipped {
 		logger.Error(err, "skipping ClusterInjectionPolicy")
 	}
@@ -143,15 +163,34 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 		return admission.Allowed("nothing to inject").WithWarnings(warnings...), ResultSkipped
 	}
 	want.Names = names
-	out, err := mutate.Apply(pod, h.Config, want, sources)
-	if err != nil {
-		// Every Apply error comes from what the pod or a store says.
-		logger.Info("denied", "reason", err.Error())
-		return admission.Denied(err.Error()), ResultDenied
-	}
-	ops, err := mutate.Patch(req.Object.Raw, pod, out)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	var ops []jsonpatch.Operation
+	if view.Fresh() && !h.fullDecode {
+		// The common case, a pod keyhook has not injected: the patch is
+		// the operations the injection is made of.
+		if ops, err = mutate.Ops(view, h.Config, want, sources); err != nil {
+			// Every Apply error comes from what the pod or a store says.
+			logger.Info("denied", "reason", err.Error())
+			return admission.Denied(err.Error()), ResultDenied
+		}
+	} else {
+		// A pod with keyhook's names: injected before (the API server
+		// reinvokes keyhook after a later webhook changed the pod), or
+		// using names keyhook reserves. Apply removes and re-adds
+		// keyhook's parts, or refuses the pod, on the whole pod.
+		if pod == nil {
+			if pod, err = decodePod(req.Object.Raw); err != nil {
+				return admission.Errored(http.StatusBadRequest, err), ResultError
+			}
+		}
+		out, err := mutate.Apply(pod, h.Config, want, sources)
+		if err != nil {
+			// Every Apply error comes from what the pod or a store says.
+			logger.Info("denied", "reason", err.Error())
+			return admission.Denied(err.Error()), ResultDenied
+		}
+		if ops, err = mutate.Patch(req.Object.Raw, pod, out); err != nil {
+			return admission.Errored(http.StatusInternalServerError, err), ResultError
+		}
 	}
 	if len(ops) == 0 {
 		// Injected before (the API server reinvokes keyhook after a later
@@ -161,7 +200,37 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 	}
 	logger.Info("injected", "externalSecrets", want.Names, "mode", want.Mode)
 	resp := admission.Patched("", ops...)
-	jsonPatch := admissionv1.PatchTypeJSONPatch
-	resp.PatchType = &jsonPatch
+	resp.PatchType = &jsonPatchType
 	return resp.WithWarnings(warnings...), ResultInjected
+}
+
+// decodePod decodes a whole pod as the API machinery's JSON serializer does
+// (case-sensitive, integers kept), without its detour through a second
+// decode to read apiVersion and kind: the registration sends only v1 Pods.
+// The view the decision was made on comes from the same bytes, with
+// duplicate member names refused (mutate.DecodePod), so the two agree.
+func decodePod(raw []byte) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, pod); err != nil {
+		return nil, fmt.Errorf("decoding the pod: %w", err)
+	}
+	return pod, nil
+}
+
+// jsonPatchType is the patch type of every patch keyhook answers with,
+// shared by the responses, which only read it.
+var jsonPatchType = admissionv1.PatchTypeJSONPatch
+
+// podLogger writes log lines about one pod, each with the pod's keys.
+type podLogger struct {
+	logr.Logger
+	keys []any
+}
+
+func (l podLogger) Info(msg string, kv ...any) {
+	l.Logger.Info(msg, append(slices.Clip(l.keys), kv...)...)
+}
+
+func (l podLogger) Error(err error, msg string, kv ...any) {
+	l.Logger.Error(err, msg, append(slices.Clip(l.keys), kv...)...)
 }

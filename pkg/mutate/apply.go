@@ -112,94 +112,20 @@ func Apply(pod *corev1.Pod, cfg Config, req *Request, sources []*resolve.Source)
 	}
 	out := pod.DeepCopy()
 	removeInjection(out)
-
-	for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
-		for _, m := range c.VolumeMounts {
-			// Cleaned: the runtime mounts "/etc//secrets/" where "/etc/secrets" is.
-			if mp := path.Clean(m.MountPath); mp == req.MountPath || isUnder(mp, req.MountPath) {
-				return nil, podErrorf("container %q mounts volume %q at %q, which overlaps keyhook's %q; set annotation %s to a free directory",
-					c.Name, m.Name, m.MountPath, req.MountPath, annotations.MountPath)
-			}
-		}
-	}
-
-	if req.Mode == v1alpha1.InjectionModeSecret {
-		if err := applySecretMode(out, req, sources); err != nil {
-			return nil, err
-		}
-		if out.Annotations == nil {
-			out.Annotations = map[string]string{}
-		}
-		out.Annotations[annotations.Status] = annotations.StatusInjected
-		return out, nil
-	}
-
-	p, tokenSources, env, err := buildPlan(out, req, sources)
+	ch, err := build(ViewOf(out), cfg, req, sources)
 	if err != nil {
 		return nil, err
 	}
-	encoded, err := p.Encode()
-	if err != nil {
-		return nil, err
-	}
-
-	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
-		Name:         SecretsVolumeName,
-		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
-	})
-	// The token volume is there even when no store needs a token (an empty
-	// one then): it keeps the pod's API token out of the agent (TokenDir).
-	tokenVolume := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}
-	if len(tokenSources) > 0 {
-		tokenVolume = corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-			Sources:     tokenSources,
-			DefaultMode: ptr.To[int32](0o444),
-		}}
-	}
-	out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: TokenVolumeName, VolumeSource: tokenVolume})
-	agentMounts := []corev1.VolumeMount{
-		{Name: SecretsVolumeName, MountPath: req.MountPath},
-		{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
-	}
-
-	agent := corev1.Container{
-		Name:            AgentContainerName,
-		Image:           cfg.agentImage(p),
-		ImagePullPolicy: cfg.AgentImagePullPolicy,
-		Args:            slices.Clone(cfg.AgentArgs),
-		Env:             append([]corev1.EnvVar{{Name: plan.EnvVar, Value: encoded}}, env...),
-		VolumeMounts:    agentMounts,
-		Resources:       DefaultAgentResources(),
-		SecurityContext: agentSecurityContext(out),
-		// The agent's one-line failure reason shows in kubectl describe.
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}
-	// First, so that the pod's own init containers can use the secrets too.
-	out.Spec.InitContainers = append([]corev1.Container{agent}, out.Spec.InitContainers...)
-
-	appMount := corev1.VolumeMount{Name: SecretsVolumeName, MountPath: req.MountPath, ReadOnly: true}
-	for i := range out.Spec.InitContainers[1:] {
-		c := &out.Spec.InitContainers[i+1]
-		c.VolumeMounts = append(c.VolumeMounts, appMount)
-	}
-	for i := range out.Spec.Containers {
-		c := &out.Spec.Containers[i]
-		c.VolumeMounts = append(c.VolumeMounts, appMount)
-	}
-
-	if out.Annotations == nil {
-		out.Annotations = map[string]string{}
-	}
-	out.Annotations[annotations.Status] = annotations.StatusInjected
+	ch.applyTo(out)
 	return out, nil
 }
 
 // buildPlan writes the agent's plan for the pod: one directory per
 // ExternalSecret, one projected token per distinct audience, one token env
 // var per distinct token Secret.
-func buildPlan(pod *corev1.Pod, req *Request, sources []*resolve.Source) (*plan.Plan, []corev1.VolumeProjection, []corev1.EnvVar, error) {
+func buildPlan(fsGroup bool, req *Request, sources []*resolve.Source) (*plan.Plan, []corev1.VolumeProjection, []corev1.EnvVar, error) {
 	p := &plan.Plan{Version: plan.Version, FileMode: 0o400}
-	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil {
+	if fsGroup {
 		p.FileMode = 0o440
 	}
 	b := &planBuilder{audiences: map[string]string{}, envByRef: map[v1alpha1.SecretKeySelector]string{}}
@@ -388,7 +314,7 @@ func kvVersion(v v1alpha1.VaultKVVersion) (int, error) {
 // if the pod names one, else as the user of the first app container, so that
 // files it writes with mode 0400 are readable by the app; else as a fixed
 // non-root user.
-func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
+func agentSecurityContext(pod *PodView) *corev1.SecurityContext {
 	sc := &corev1.SecurityContext{
 		RunAsNonRoot:             ptr.To(true),
 		ReadOnlyRootFilesystem:   ptr.To(true),
@@ -412,7 +338,7 @@ func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
 	return sc
 }
 
-// applySecretMode mounts, read-only into every container at
+// buildSecretMode is the change that mounts, read-only into every container at
 // <mount path>/<ExternalSecret>, the Secret keyhook materialises for each
 // ExternalSecret. The volumes are not optional: the kubelet holds the pod in
 // ContainerCreating until the Secret exists, so no container starts without
@@ -420,39 +346,31 @@ func agentSecurityContext(pod *corev1.Pod) *corev1.SecurityContext {
 // fsGroup when the pod sets one): mode 0440 with fsGroup, else 0444, because
 // with 0400 an app running as any other user could not read them (found on
 // the real node, tests/node); the volume is the pod's alone and read-only.
-func applySecretMode(pod *corev1.Pod, req *Request, sources []*resolve.Source) error {
-	var mounts []corev1.VolumeMount
+func buildSecretMode(fsGroup bool, req *Request, sources []*resolve.Source) (*change, error) {
+	mode := int32(0o444)
+	if fsGroup {
+		mode = 0o440
+	}
+	ch := &change{volumes: make([]corev1.Volume, 0, len(sources)), mounts: make([]corev1.VolumeMount, 0, len(sources))}
 	for _, src := range sources {
 		es := src.ExternalSecret
 		if es.Spec.Target.CreationPolicy == v1alpha1.CreationPolicyNone {
-			return podErrorf("ExternalSecret %q has spec.target.creationPolicy None, so keyhook keeps no Secret to mount in secret mode; use files mode (annotation %s: files) or another creationPolicy",
+			return nil, podErrorf("ExternalSecret %q has spec.target.creationPolicy None, so keyhook keeps no Secret to mount in secret mode; use files mode (annotation %s: files) or another creationPolicy",
 				es.Name, annotations.InjectMode)
 		}
 		target := defaulted(es.Spec.Target.Name, es.Name)
 		vol := SecretModeVolumeName(es.Name)
-		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+		ch.volumes = append(ch.volumes, corev1.Volume{
 			Name: vol,
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 				SecretName:  target,
-				DefaultMode: ptr.To[int32](0o444),
+				DefaultMode: ptr.To(mode),
 				Optional:    ptr.To(false),
 			}},
 		})
-		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: path.Join(req.MountPath, es.Name), ReadOnly: true})
+		ch.mounts = append(ch.mounts, corev1.VolumeMount{Name: vol, MountPath: path.Join(req.MountPath, es.Name), ReadOnly: true})
 	}
-	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil {
-		for i := range pod.Spec.Volumes {
-			if v := pod.Spec.Volumes[i].Secret; v != nil && isSecretModeVolume(pod.Spec.Volumes[i].Name) {
-				v.DefaultMode = ptr.To[int32](0o440)
-			}
-		}
-	}
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for i := range cs {
-			cs[i].VolumeMounts = append(cs[i].VolumeMounts, mounts...)
-		}
-	}
-	return nil
+	return ch, nil
 }
 
 // secretModeVolumePrefix starts the name of every secret-mode volume.

@@ -36,7 +36,8 @@ const (
 // way, secret mode without a Secret), with a *PodError; it accepts every
 // other pod; applying its result again changes nothing (the whole pod is
 // compared); the patch, applied to the pod as the API server sent it, gives
-// exactly Apply's result; and in files mode the agent accepts the plan.
+// exactly Apply's result, and so do the operations Ops records for the pod
+// decoded as a PodView; and in files mode the agent accepts the plan.
 func FuzzApply(f *testing.F) {
 	for _, s := range []struct {
 		inject, mountPath, mode, appMount string
@@ -130,6 +131,7 @@ func FuzzApply(f *testing.F) {
 		if diff := cmp.Diff(in, pod); diff != "" {
 			t.Fatalf("Apply changed its input (-before +after):\n%s", diff)
 		}
+		checkOps(t, pod, out, err, req, srcs)
 		if err != nil {
 			return
 		}

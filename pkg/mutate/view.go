@@ -1,0 +1,173 @@
+package mutate
+
+import (
+	"errors"
+	"fmt"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keyhook/keyhook/pkg/annotations"
+)
+
+// PodView is what keyhook's admission reads of a pod: what decides whether
+// and what to inject (its metadata's annotations and labels) and what Apply
+// reads to inject it (names, mounts, volumes, the users it runs as). The
+// webhook decodes the pod the API server sends into a PodView alone, which
+// costs a fraction of a whole corev1.Pod; the rest of the pod is skipped.
+type PodView struct {
+	Metadata PodViewMeta `json:"metadata"`
+	Spec     PodViewSpec `json:"spec"`
+}
+
+// PodViewMeta is the part of a pod's metadata keyhook reads.
+type PodViewMeta struct {
+	Name         string            `json:"name"`
+	GenerateName string            `json:"generateName"`
+	Namespace    string            `json:"namespace"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+// PodViewSpec is the part of a pod's spec keyhook reads.
+type PodViewSpec struct {
+	InitContainers  []ContainerView         `json:"initContainers"`
+	Containers      []ContainerView         `json:"containers"`
+	Volumes         []VolumeView            `json:"volumes"`
+	SecurityContext *PodSecurityContextView `json:"securityContext"`
+}
+
+// ContainerView is what keyhook reads of a container.
+type ContainerView struct {
+	Name            string               `json:"name"`
+	VolumeMounts    []VolumeMountView    `json:"volumeMounts"`
+	SecurityContext *SecurityContextView `json:"securityContext"`
+}
+
+// VolumeMountView is what keyhook reads of a volume mount.
+type VolumeMountView struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+}
+
+// VolumeView is what keyhook reads of a volume.
+type VolumeView struct {
+	Name string `json:"name"`
+}
+
+// PodSecurityContextView is what keyhook reads of a pod's security context.
+type PodSecurityContextView struct {
+	RunAsUser *int64 `json:"runAsUser"`
+	FSGroup   *int64 `json:"fsGroup"`
+}
+
+// SecurityContextView is what keyhook reads of a container's security context.
+type SecurityContextView struct {
+	RunAsUser *int64 `json:"runAsUser"`
+}
+
+// DecodePod decodes a pod as the API server sends it to an admission webhook
+// into a PodView. It is strict where a lax reading could let the webhook see
+// another pod than the API server admits: member names match case-sensitively
+// (as the API server's decoder, sigs.k8s.io/json, does: "Labels" is not
+// "labels" and is ignored), and a duplicate member name anywhere in the
+// document, or invalid UTF-8, is an error (the API server encodes the pod it
+// sends with neither, so such a document is not the API server's; a decoder
+// that took the first or merged both could decide on other labels or
+// annotations than the pod is stored with). Unknown members are skipped.
+func DecodePod(raw []byte) (*PodView, error) {
+	v := &PodView{}
+	// go-json-experiment/json (encoding/json/v2): case-sensitive names,
+	// duplicate names and invalid UTF-8 rejected, by default; said again
+	// here so that no change of defaults loosens it.
+	if err := jsonv2.Unmarshal(raw, v,
+		jsonv2.MatchCaseInsensitiveNames(false),
+		jsontext.AllowDuplicateNames(false),
+		jsontext.AllowInvalidUTF8(false),
+	); err != nil {
+		return nil, fmt.Errorf("decoding the pod: %w", err)
+	}
+	return v, nil
+}
+
+// ViewOf is the PodView of a typed pod, as DecodePod reads it from the pod's
+// JSON; the view shares the pod's maps.
+func ViewOf(pod *corev1.Pod) *PodView {
+	v := &PodView{Metadata: PodViewMeta{
+		Name:         pod.Name,
+		GenerateName: pod.GenerateName,
+		Namespace:    pod.Namespace,
+		Labels:       pod.Labels,
+		Annotations:  pod.Annotations,
+	}}
+	containers := func(cs []corev1.Container) []ContainerView {
+		if cs == nil {
+			return nil
+		}
+		out := make([]ContainerView, len(cs))
+		for i, c := range cs {
+			out[i].Name = c.Name
+			if c.VolumeMounts != nil {
+				out[i].VolumeMounts = make([]VolumeMountView, len(c.VolumeMounts))
+				for j, m := range c.VolumeMounts {
+					out[i].VolumeMounts[j] = VolumeMountView{Name: m.Name, MountPath: m.MountPath}
+				}
+			}
+			if c.SecurityContext != nil {
+				out[i].SecurityContext = &SecurityContextView{RunAsUser: c.SecurityContext.RunAsUser}
+			}
+		}
+		return out
+	}
+	v.Spec.InitContainers = containers(pod.Spec.InitContainers)
+	v.Spec.Containers = containers(pod.Spec.Containers)
+	if pod.Spec.Volumes != nil {
+		v.Spec.Volumes = make([]VolumeView, len(pod.Spec.Volumes))
+		for i, vol := range pod.Spec.Volumes {
+			v.Spec.Volumes[i].Name = vol.Name
+		}
+	}
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		v.Spec.SecurityContext = &PodSecurityContextView{RunAsUser: sc.RunAsUser, FSGroup: sc.FSGroup}
+	}
+	return v
+}
+
+// Fresh reports whether the pod carries none of the names keyhook adds or
+// reserves (its init container, its volumes, mounts of them): a pod keyhook
+// has not injected. Ops patches only such pods; any other (one the API
+// server sends again after another webhook changed it, or one that uses
+// keyhook's names) goes through Apply and Patch, which handle every case.
+func (v *PodView) Fresh() bool {
+	for _, cs := range [][]ContainerView{v.Spec.InitContainers, v.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == AgentContainerName {
+				return false
+			}
+			for _, m := range c.VolumeMounts {
+				if isKeyhookVolume(m.Name) {
+					return false
+				}
+			}
+		}
+	}
+	for _, vol := range v.Spec.Volumes {
+		if isKeyhookVolume(vol.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// Injected reports whether the pod says keyhook injected it.
+func (v *PodView) Injected() bool {
+	return v.Metadata.Annotations[annotations.Status] == annotations.StatusInjected
+}
+
+func isKeyhookVolume(name string) bool {
+	return name == SecretsVolumeName || name == TokenVolumeName || isSecretModeVolume(name)
+}
+
+// ErrNotFresh is Ops's answer for a pod that is not Fresh.
+var ErrNotFresh = errors.New("the pod carries keyhook's names; use Apply and Patch")
