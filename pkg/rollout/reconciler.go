@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -48,8 +47,11 @@ var RolloutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Rollouts of workloads triggered by changes of what they use, by reason: the kinds of input that changed (secret, configmap, externalsecret, joined by +).",
 }, []string{"kind", "namespace", "reason"})
 
-func init() {
-	metrics.Registry.MustRegister(RolloutsTotal)
+// Metrics are the rollouts' collectors, registered by the role that runs
+// the rollouts (internal/app/controller), not on import: a process that
+// links this package without rolling anything exports none of them.
+func Metrics() []prometheus.Collector {
+	return []prometheus.Collector{RolloutsTotal}
 }
 
 // Config is what the rollouts are told, the same for every kind.

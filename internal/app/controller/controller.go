@@ -198,7 +198,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, cfg Conf
 		}
 	}
 	if cfg.EnableSync {
-		if err := app.Register(metrics.Registry, secretsync.Metrics()...); err != nil {
+		if err := app.Register(metrics.Registry, append(secretsync.Metrics(), rollout.Metrics()...)...); err != nil {
 			return err
 		}
 		clientset, err := kubernetes.NewForConfig(restCfg)
