@@ -155,10 +155,22 @@ func BenchmarkAdmission(b *testing.B) {
 
 // BenchmarkAdmissionHTTP adds what the webhook server does around Handle:
 // reading and decoding the AdmissionReview and encoding the response (TLS
-// and the network excluded).
+// and the network excluded), as the webhook serves it (PodInjector's own
+// ServeHTTP).
 func BenchmarkAdmissionHTTP(b *testing.B) {
+	benchmarkHTTP(b, func(h *keyhookadmission.PodInjector) http.Handler { return h })
+}
+
+// BenchmarkAdmissionHTTPControllerRuntime is BenchmarkAdmissionHTTP through
+// controller-runtime's webhook.Admission, which served the pod path before,
+// for comparison.
+func BenchmarkAdmissionHTTPControllerRuntime(b *testing.B) {
+	benchmarkHTTP(b, func(h *keyhookadmission.PodInjector) http.Handler { return &webhook.Admission{Handler: h} })
+}
+
+func benchmarkHTTP(b *testing.B, handler func(*keyhookadmission.PodInjector) http.Handler) {
 	h, ctx, review := benchInjector(b)
-	wh := &webhook.Admission{Handler: h}
+	wh := handler(h)
 	body := review.Body(nil, "2f0b7a9e-3c1d-4e5f-8a6b-7c8d9e0f1a2b")
 	checker := loadgen.NewChecker(review, fixture.InjectedNames)
 	serve := func() *httptest.ResponseRecorder {

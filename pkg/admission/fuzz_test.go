@@ -338,7 +338,8 @@ func admit(t *testing.T, h *keyhookadmission.PodInjector, pod *corev1.Pod, ns st
 // that ClusterInjectionPolicies select on. Every answer must say why it
 // denies, and every patch must apply and give a valid pod that the injector
 // then leaves as it is; and every answer is the one keyhook gave when it
-// decoded the whole pod and diffed Apply's result (the patched pod compared).
+// decoded the whole pod and diffed Apply's result (the patched pod
+// compared), and ServeHTTP answers as controller-runtime's webhook.Admission.
 func FuzzAdmission(f *testing.F) {
 	for _, s := range []struct {
 		inject, mountPath, mode, other string
@@ -382,6 +383,7 @@ func FuzzAdmission(f *testing.F) {
 			ns = "" // as for a request that names no namespace: the pod's is used
 		}
 		sameAsFullDecode(t, h, full, podRequest(t, pod, ns))
+		sameReviewAsControllerRuntime(t, h, "application/json", reviewBody(t, "admission.k8s.io/v1", pod, ns), true)
 		out, n := admit(t, h, pod, ns)
 		if out == nil || n == 0 {
 			return

@@ -178,10 +178,13 @@ func New(ctx context.Context, restCfg *rest.Config, cfg Config) (ctrl.Manager, e
 		Rules:  cfg.Rules(),
 	}
 	server := mgr.GetWebhookServer()
-	server.Register(keyhookadmission.PodPath, &crwebhook.Admission{Handler: &keyhookadmission.PodInjector{
+	// The pod injector serves HTTP itself: one decode of the review, the
+	// response written directly (see PodInjector.ServeHTTP); Register adds
+	// the webhook server's metrics.
+	server.Register(keyhookadmission.PodPath, &keyhookadmission.PodInjector{
 		Resolver: resolver,
 		Config:   cfg.MutateConfig(),
-	}})
+	})
 	server.Register(keyhookadmission.ValidatePath, &crwebhook.Admission{Handler: &keyhookadmission.Validator{
 		Resolver: resolver,
 		Decoder:  admission.NewDecoder(scheme),
