@@ -19,6 +19,9 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/providers"
+	kstore "github.com/keyhook/keyhook/pkg/store"
+	"github.com/keyhook/keyhook/pkg/store/driver"
 )
 
 // Config of one agent run.
@@ -119,13 +122,13 @@ func Run(ctx context.Context, cfg Config) error {
 // providers an agent has depends on its build (Built): a store of a provider
 // it lacks fails at once, naming the image to use instead.
 func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error) {
-	switch {
-	case store.AWS != nil:
-		return newAWS(ctx, store.AWS, cfg)
-	case store.GCPSM != nil:
-		return newGCPSM(ctx, store.GCPSM, cfg)
-	case store.Vault != nil:
-		return newVault(ctx, store.Vault, cfg)
+	for _, c := range providers.Connectors() {
+		if c.Planned(store) {
+			return c.Agent(ctx, store, driver.AgentEnv{Root: cfg.Root, Getenv: cfg.Getenv})
+		}
+	}
+	if p := kstore.All().Planned(store); p != nil {
+		return nil, notBuilt(p.Name())
 	}
 	return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
 }
@@ -134,20 +137,15 @@ func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provi
 // aws, gcpsm; all, or none, builds every one), by their plan.Provider names.
 func Built() []string {
 	var out []string
-	for _, p := range []struct {
-		name string
-		in   bool
-	}{{plan.ProviderVault, hasVault}, {plan.ProviderAWS, hasAWS}, {plan.ProviderGCPSM, hasGCPSM}} {
-		if p.in {
-			out = append(out, p.name)
-		}
+	for _, c := range providers.Connectors() {
+		out = append(out, c.Name())
 	}
 	return out
 }
 
 // notBuilt is the error of a store whose provider this agent lacks:
 // permanent, so the pod fails at once with what to change.
-func notBuilt(provider string) error { //nolint:unused // the stubs of one-provider builds call it
+func notBuilt(provider string) error {
 	return fmt.Errorf("this init-agent was built without the %s provider (it has %s): the webhook's --agent-image-%s must name an image with it, e.g. the all-provider image: %w",
 		provider, strings.Join(Built(), ", "), provider, fetch.ErrInvalid)
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	kstore "github.com/keyhook/keyhook/pkg/store"
+	"github.com/keyhook/keyhook/pkg/store/driver"
 )
 
 // Names of what keyhook adds to a pod. Apply replaces anything of these names,
@@ -133,14 +135,9 @@ func buildPlan(fsGroup bool, req *Request, sources []*resolve.Source) (*plan.Pla
 		es := src.ExternalSecret
 		store := plan.Store{Kind: string(src.StoreKind), Name: src.StoreName}
 		var err error
-		switch pr := src.Store.Provider; {
-		case pr.Vault != nil:
-			store.Vault, err = b.vault(src, pr.Vault)
-		case pr.AWS != nil:
-			store.AWS, err = b.aws(src, pr.AWS)
-		case pr.GCPSM != nil:
-			store.GCPSM, err = b.gcpsm(src, pr.GCPSM)
-		default:
+		if provider := kstore.For(src.Store); provider != nil {
+			err = provider.Plan(src, b, &store)
+		} else {
 			err = &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no provider keyhook supports", src.StoreKind, src.StoreName)}
 		}
 		if err != nil {
@@ -157,6 +154,8 @@ func buildPlan(fsGroup bool, req *Request, sources []*resolve.Source) (*plan.Pla
 	return p, b.tokens, b.env, nil
 }
 
+var _ driver.PodCredentials = (*planBuilder)(nil)
+
 // planBuilder collects what the agent's plan needs from the pod: one
 // projected token per distinct audience, one env var per distinct Secret key.
 type planBuilder struct {
@@ -166,9 +165,9 @@ type planBuilder struct {
 	envByRef  map[v1alpha1.SecretKeySelector]string
 }
 
-// token returns the path, in the agent, of a projected service-account token
-// of the pod for audience.
-func (b *planBuilder) token(aud string) string {
+// Token returns the path, in the agent, of a projected service-account token
+// of the pod for audience (driver.PodCredentials).
+func (b *planBuilder) Token(aud string) string {
 	if tokenPath, ok := b.audiences[aud]; ok {
 		return tokenPath
 	}
@@ -183,11 +182,11 @@ func (b *planBuilder) token(aud string) string {
 	return tokenPath
 }
 
-// secretEnv returns the name of an env var of the agent set from a key of a
-// Secret of the pod's namespace. A pod can reference only Secrets of its own
+// SecretEnv returns the name of an env var of the agent set from a key of a
+// Secret of the pod's namespace (driver.PodCredentials). A pod can reference only Secrets of its own
 // namespace, so a ClusterSecretStore's (or another namespace's) credentials
 // can never reach it: such a store is denied with a message that says why.
-func (b *planBuilder) secretEnv(src *resolve.Source, ref v1alpha1.SecretKeySelector, what, instead string) (string, error) {
+func (b *planBuilder) SecretEnv(src *resolve.Source, ref v1alpha1.SecretKeySelector, what, instead string) (string, error) {
 	es := src.ExternalSecret
 	if src.StoreKind != v1alpha1.SecretStoreKindNamespaced || (ref.Namespace != "" && ref.Namespace != es.Namespace) {
 		return "", &resolve.DeniedError{Msg: fmt.Sprintf(
@@ -205,109 +204,6 @@ func (b *planBuilder) secretEnv(src *resolve.Source, ref v1alpha1.SecretKeySelec
 		Key:                  ref.Key,
 	}}})
 	return name, nil
-}
-
-func (b *planBuilder) vault(src *resolve.Source, v *v1alpha1.VaultProvider) (*plan.Vault, error) {
-	version, err := kvVersion(v.Version)
-	if err != nil {
-		return nil, fmt.Errorf("%s %q: %w", src.StoreKind, src.StoreName, err)
-	}
-	pv := &plan.Vault{
-		Server:    v.Server,
-		Path:      defaulted(v.Path, "secret"),
-		KVVersion: version,
-		Namespace: v.Namespace,
-		CABundle:  string(v.CABundle),
-	}
-	switch {
-	case v.Auth.Kubernetes != nil:
-		k := v.Auth.Kubernetes
-		pv.Kubernetes = &plan.VaultKubernetes{
-			MountPath: defaulted(k.MountPath, "kubernetes"),
-			Role:      k.Role,
-			TokenPath: b.token(defaulted(k.Audience, "vault")),
-		}
-	case v.Auth.JWT != nil:
-		j := v.Auth.JWT
-		pv.JWT = &plan.VaultKubernetes{
-			MountPath: defaulted(j.Path, "jwt"),
-			Role:      j.Role,
-			TokenPath: b.token(defaulted(j.Audience, "vault")),
-		}
-	case v.Auth.AppRole != nil:
-		a := v.Auth.AppRole
-		env, err := b.secretEnv(src, a.SecretRef, "a Vault AppRole secret id", "use spec.provider.vault.auth.kubernetes or .jwt")
-		if err != nil {
-			return nil, err
-		}
-		pv.AppRole = &plan.VaultAppRole{MountPath: defaulted(a.Path, "approle"), RoleID: a.RoleID, SecretIDEnv: env}
-	case v.Auth.TokenSecretRef != nil:
-		if pv.TokenEnv, err = b.secretEnv(src, *v.Auth.TokenSecretRef, "a Vault token", "use spec.provider.vault.auth.kubernetes"); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no Vault auth; set spec.provider.vault.auth.kubernetes", src.StoreKind, src.StoreName)}
-	}
-	return pv, nil
-}
-
-func (b *planBuilder) aws(src *resolve.Source, a *v1alpha1.AWSProvider) (*plan.AWS, error) {
-	es := src.ExternalSecret
-	pa := &plan.AWS{
-		Service:     string(a.Service),
-		Region:      a.Region,
-		Endpoint:    a.Endpoint,
-		STSEndpoint: a.STSEndpoint,
-		CABundle:    string(a.CABundle),
-		RoleARN:     a.Role,
-		SessionName: "keyhook-" + es.Namespace + "-" + es.Name,
-	}
-	switch {
-	case a.Auth.JWT != nil:
-		pa.WebIdentity = &plan.AWSWebIdentity{
-			RoleARN:   a.Auth.JWT.RoleARN,
-			TokenPath: b.token(defaulted(a.Auth.JWT.Audience, "sts.amazonaws.com")),
-		}
-	case a.Auth.SecretRef != nil:
-		const instead = "use spec.provider.aws.auth.jwt (IRSA)"
-		var err error
-		if pa.AccessKeyIDEnv, err = b.secretEnv(src, a.Auth.SecretRef.AccessKeyID, "AWS access keys", instead); err != nil {
-			return nil, err
-		}
-		if pa.SecretAccessKeyEnv, err = b.secretEnv(src, a.Auth.SecretRef.SecretAccessKey, "AWS access keys", instead); err != nil {
-			return nil, err
-		}
-		if st := a.Auth.SecretRef.SessionToken; st != nil {
-			if pa.SessionTokenEnv, err = b.secretEnv(src, *st, "AWS access keys", instead); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		return nil, &resolve.DeniedError{Msg: fmt.Sprintf("%s %q configures no AWS auth; set spec.provider.aws.auth.jwt.roleArn so that pods authenticate as themselves (IRSA)", src.StoreKind, src.StoreName)}
-	}
-	return pa, nil
-}
-
-func (b *planBuilder) gcpsm(src *resolve.Source, g *v1alpha1.GCPSMProvider) (*plan.GCPSM, error) {
-	pg := &plan.GCPSM{ProjectID: g.ProjectID, Endpoint: g.Endpoint, CABundle: string(g.CABundle)}
-	if ref := g.Auth.SecretRef; ref != nil {
-		var err error
-		if pg.CredentialsEnv, err = b.secretEnv(src, ref.SecretAccessKey, "a Google service-account key", "leave spec.provider.gcpsm.auth empty to use workload identity"); err != nil {
-			return nil, err
-		}
-	}
-	return pg, nil
-}
-
-func kvVersion(v v1alpha1.VaultKVVersion) (int, error) {
-	switch v {
-	case v1alpha1.VaultKVv2, "":
-		return 2, nil
-	case v1alpha1.VaultKVv1:
-		return 1, nil
-	default:
-		return 0, fmt.Errorf("spec.provider.vault.version %q is not v1 or v2", v)
-	}
 }
 
 // agentSecurityContext locks the agent down. It runs as the user of the pod
