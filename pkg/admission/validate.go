@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
-	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	kstore "github.com/keyhook/keyhook/pkg/store"
 	"github.com/keyhook/keyhook/pkg/template"
@@ -134,16 +132,19 @@ func (v *Validator) validateExternalSecret(ctx context.Context, es *v1alpha1.Ext
 		}
 		errs = append(errs, field.Forbidden(field.NewPath("spec"), err.Error()))
 	}
+	var spec *v1alpha1.SecretStoreSpec
 	switch st := store.(type) {
 	case *v1alpha1.SecretStore:
-		errs = append(errs, validateVersions(&st.Spec, es)...)
-		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
-		errs = append(errs, validateFind(&st.Spec, es)...)
+		spec = &st.Spec
 	case *v1alpha1.ClusterSecretStore:
-		errs = append(errs, validateVersions(&st.Spec, es)...)
-		errs = append(errs, validateVaultKeys(&st.Spec, es)...)
-		errs = append(errs, validateFind(&st.Spec, es)...)
+		spec = &st.Spec
 	}
+	// What the store's provider checks of its keys and versions (the CRD
+	// admits any version any provider has), then what it can find by.
+	if p := kstore.For(spec); p != nil {
+		errs = append(errs, p.ValidateExternalSecret(spec, es)...)
+	}
+	errs = append(errs, validateFind(spec, es)...)
 	return errs, "", nil
 }
 
@@ -167,74 +168,6 @@ func validateFind(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) 
 			errs = append(errs, field.Forbidden(path.Child("name"), fmt.Sprintf("the store's provider (%s) finds by path prefix only; remove name and narrow the path", provider)))
 		case len(f.Tags) > 0 && !caps.Tags:
 			errs = append(errs, field.Forbidden(path.Child("tags"), fmt.Sprintf("the store's provider (%s) cannot find by tags; remove them", provider)))
-		}
-	}
-	return errs
-}
-
-// validateVersions checks remoteRef versions against what the store's
-// provider understands. The CRD admits any version any provider has (a Vault
-// KV v2 number, an AWS stage or version id, a GCP number or "latest").
-func validateVersions(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
-	vp := store.Provider.Vault
-	if vp == nil {
-		return nil
-	}
-	var errs field.ErrorList
-	check := func(path *field.Path, version string) {
-		if version == "" {
-			return
-		}
-		if vp.Version == v1alpha1.VaultKVv1 {
-			errs = append(errs, field.Invalid(path, version, "the store's Vault KV v1 engine has no versions; remove it"))
-			return
-		}
-		if n, err := strconv.Atoi(version); err != nil || n < 1 {
-			errs = append(errs, field.Invalid(path, version, "a Vault KV v2 version is a positive number"))
-		}
-	}
-	for i, d := range es.Spec.Data {
-		check(field.NewPath("spec", "data").Index(i).Child("remoteRef", "version"), d.RemoteRef.Version)
-	}
-	for i, d := range es.Spec.DataFrom {
-		if d.Extract != nil {
-			check(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "version"), d.Extract.Version)
-		}
-	}
-	return errs
-}
-
-// validateVaultKeys denies remote keys written as the KV v2 API path of the
-// store's mount ("secret/data/app/db"), saying what to write instead; the
-// provider refuses them too, for ExternalSecrets admitted before their store.
-func validateVaultKeys(store *v1alpha1.SecretStoreSpec, es *v1alpha1.ExternalSecret) field.ErrorList {
-	vp := store.Provider.Vault
-	if vp == nil {
-		return nil
-	}
-	mount := vp.Path
-	if mount == "" {
-		mount = "secret"
-	}
-	version := 2
-	if vp.Version == v1alpha1.VaultKVv1 {
-		version = 1
-	}
-	var errs field.ErrorList
-	check := func(path *field.Path, key string) {
-		if err := kvpath.Check(mount, version, key); err != nil {
-			errs = append(errs, field.Invalid(path, key, err.Error()))
-		}
-	}
-	for i, d := range es.Spec.Data {
-		check(field.NewPath("spec", "data").Index(i).Child("remoteRef", "key"), d.RemoteRef.Key)
-	}
-	for i, d := range es.Spec.DataFrom {
-		switch {
-		case d.Extract != nil:
-			check(field.NewPath("spec", "dataFrom").Index(i).Child("extract", "key"), d.Extract.Key)
-		case d.Find != nil:
-			check(field.NewPath("spec", "dataFrom").Index(i).Child("find", "path"), d.Find.Path)
 		}
 	}
 	return errs

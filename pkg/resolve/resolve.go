@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/store"
 	"github.com/keyhook/keyhook/pkg/store/driver"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 )
@@ -98,9 +100,8 @@ func (r *Resolver) ForExternalSecret(ctx context.Context, es *v1alpha1.ExternalS
 	default:
 		return nil, denied("ExternalSecret %q: spec.secretStoreRef.kind %q is not SecretStore or ClusterSecretStore", es.Name, ref.Kind)
 	}
-	p := src.Store.Provider
-	if p.Vault == nil && p.AWS == nil && p.GCPSM == nil {
-		return nil, denied("%s %q configures no provider keyhook supports; set spec.provider.vault, .aws or .gcpsm", src.StoreKind, src.StoreName)
+	if store.For(src.Store) == nil {
+		return nil, denied("%s %q configures no provider keyhook supports; set %s", src.StoreKind, src.StoreName, providerFields())
 	}
 	namespace, err := r.namespace(ctx, ns)
 	if err != nil {
@@ -117,6 +118,20 @@ func (r *Resolver) ForExternalSecret(ctx context.Context, es *v1alpha1.ExternalS
 		}
 	}
 	return src, nil
+}
+
+// providerFields names the store fields of keyhook's providers:
+// "spec.provider.vault, .aws or .gcpsm".
+func providerFields() string {
+	names := store.All().Names()
+	for i := range names {
+		names[i] = "." + names[i]
+	}
+	last := len(names) - 1
+	if last == 0 {
+		return "spec.provider" + names[0]
+	}
+	return "spec.provider" + strings.Join(names[:last], ", ") + " or " + names[last]
 }
 
 func (r *Resolver) namespace(ctx context.Context, name string) (*corev1.Namespace, error) {

@@ -29,9 +29,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
-	"github.com/keyhook/keyhook/pkg/fetch/vault"
+	"github.com/keyhook/keyhook/pkg/providers"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/secretsync"
+	"github.com/keyhook/keyhook/pkg/store"
+	"github.com/keyhook/keyhook/pkg/store/driver"
 	"github.com/keyhook/keyhook/pkg/tenancy"
 )
 
@@ -192,8 +194,8 @@ func (r *Reconciler) probe(ctx context.Context, ns, name string, spec *v1alpha1.
 		return fail(StageConfig, err)
 	}
 	if r.Kind == v1alpha1.SecretStoreKindCluster && PerNamespaceLogin(spec) {
-		if v := spec.Provider.Vault; v != nil {
-			if err := vault.Reach(ctx, vault.Config{Server: v.Server, Namespace: v.Namespace, CABundle: v.CABundle}); err != nil {
+		if c := connector(spec); c != nil && c.Reach != nil {
+			if err := c.Reach(ctx, spec); err != nil {
 				return fail(StageLogin, err)
 			}
 			return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReachable,
@@ -202,9 +204,10 @@ func (r *Reconciler) probe(ctx context.Context, ns, name string, spec *v1alpha1.
 		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonNotProbed,
 			Message: "not probed: logins use a service account or Secret of each namespace that uses the store, so each ExternalSecret's Ready condition reports its own"}
 	}
-	if g := spec.Provider.GCPSM; r.Kind == v1alpha1.SecretStoreKindNamespaced && g != nil && g.Auth.SecretRef == nil {
-		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonNotProbed,
-			Message: "not probed: without auth.secretRef only injected pods use this store, each as its own workload identity; keyhook never logs in for a namespace as its own"}
+	if p := store.For(spec); p != nil {
+		if why := p.AgentOnly(r.Kind, spec); why != "" {
+			return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionUnknown, Reason: ReasonNotProbed, Message: "not probed: " + why}
+		}
 	}
 
 	src, err := r.source(ctx, ns, name, spec)
@@ -262,31 +265,27 @@ func (r *Reconciler) source(ctx context.Context, ns, name string, spec *v1alpha1
 // on the namespace that uses it: a service-account token of that namespace,
 // or a credentials Secret that names no namespace of its own.
 func PerNamespaceLogin(spec *v1alpha1.SecretStoreSpec) bool {
-	noNS := func(s *v1alpha1.SecretKeySelector) bool { return s != nil && s.Namespace == "" }
-	switch p := spec.Provider; {
-	case p.Vault != nil:
-		a := p.Vault.Auth
-		return a.Kubernetes != nil || a.JWT != nil || noNS(a.TokenSecretRef) || (a.AppRole != nil && noNS(&a.AppRole.SecretRef))
-	case p.AWS != nil:
-		a := p.AWS.Auth
-		return a.JWT != nil || (a.SecretRef != nil && (noNS(&a.SecretRef.AccessKeyID) || noNS(&a.SecretRef.SecretAccessKey) || noNS(a.SecretRef.SessionToken)))
-	case p.GCPSM != nil:
-		return p.GCPSM.Auth.SecretRef != nil && noNS(&p.GCPSM.Auth.SecretRef.SecretAccessKey)
+	p := store.For(spec)
+	return p != nil && p.PerNamespaceLogin(spec)
+}
+
+// connector is the SDK client join of spec's provider; nil when this build
+// has none.
+func connector(spec *v1alpha1.SecretStoreSpec) *driver.Connector {
+	for _, c := range providers.Connectors() {
+		if c.Configured(spec) {
+			return &c
+		}
 	}
-	return false
+	return nil
 }
 
 // checkCABundle rejects a caBundle that holds no certificate before any
 // connection is tried, so that it is not mistaken for a server problem.
 func checkCABundle(spec *v1alpha1.SecretStoreSpec) error {
 	var bundle []byte
-	switch p := spec.Provider; {
-	case p.Vault != nil:
-		bundle = p.Vault.CABundle
-	case p.AWS != nil:
-		bundle = p.AWS.CABundle
-	case p.GCPSM != nil:
-		bundle = p.GCPSM.CABundle
+	if p := store.For(spec); p != nil {
+		bundle = p.CABundle(spec)
 	}
 	if len(bundle) > 0 && !x509.NewCertPool().AppendCertsFromPEM(bundle) {
 		return errors.New("spec.provider caBundle holds no PEM certificate")

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/store"
 )
 
 // Default namespace annotations, as kubernetes-external-secrets (and
@@ -115,19 +116,9 @@ func (r Rules) CheckRole(role, what string, ns *corev1.Namespace) error {
 	return nil
 }
 
-// StoreRoles lists the AWS roles a store would use, with what names them.
-func StoreRoles(spec *v1alpha1.SecretStoreSpec) map[string]string {
-	out := map[string]string{}
-	if a := spec.Provider.AWS; a != nil {
-		if a.Role != "" {
-			out["spec.provider.aws.role"] = a.Role
-		}
-		if a.Auth.JWT != nil && a.Auth.JWT.RoleARN != "" {
-			out["spec.provider.aws.auth.jwt.roleArn"] = a.Auth.JWT.RoleARN
-		}
-	}
-	return out
-}
+// StoreRoles lists the cloud roles (AWS) a store would use, with what names
+// them; its provider (pkg/store) knows which.
+func StoreRoles(spec *v1alpha1.SecretStoreSpec) map[string]string { return store.Roles(spec) }
 
 // ValidateStore checks what the CRD schema cannot: that every regular
 // expression of a store compiles, and that its selectors parse.

@@ -29,8 +29,8 @@ import (
 	"github.com/keyhook/keyhook/pkg/certs"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
-	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/pkg/resolve"
+	"github.com/keyhook/keyhook/pkg/store"
 )
 
 // The webhook's own TLS Secret, read by name (self-managed TLS). The
@@ -72,9 +72,10 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CertDir, "cert-dir", "/etc/keyhook/tls", "files TLS: directory holding tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&c.AgentImage, "agent-image", "ghcr.io/keyhook/init-agent:latest", "image of the all-provider init-agent, injected into pods whose stores are of more than one provider or of one without its own image below")
 	c.ProviderImages = map[string]string{}
-	for _, p := range []struct{ name, title string }{{plan.ProviderVault, "Vault"}, {plan.ProviderAWS, "AWS"}, {plan.ProviderGCPSM, "Google Secret Manager"}} {
-		fs.Func("agent-image-"+p.name, "image of the init-agent built with the "+p.title+" provider alone (build tag "+p.name+"), injected into pods whose stores are all "+p.title+" ones; empty means --agent-image", func(v string) error {
-			c.ProviderImages[p.name] = v
+	for _, p := range store.All() {
+		name, title := p.Name(), p.Title()
+		fs.Func("agent-image-"+name, "image of the init-agent built with the "+title+" provider alone (build tag "+name+"), injected into pods whose stores are all "+title+" ones; empty means --agent-image", func(v string) error {
+			c.ProviderImages[name] = v
 			return nil
 		})
 	}
