@@ -68,12 +68,18 @@ var _ admission.Handler = (*PodInjector)(nil)
 
 // Handle implements admission.Handler.
 func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
-	resp, result := h.handle(ctx, req)
+	return h.handleView(ctx, req, nil)
+}
+
+// handleView is Handle for a request whose pod, req.Object.Raw, is decoded
+// already as view (nil: not yet).
+func (h *PodInjector) handleView(ctx context.Context, req admission.Request, view *mutate.PodView) admission.Response {
+	resp, result := h.handle(ctx, req, view)
 	AdmissionsTotal.WithLabelValues(result).Inc()
 	return resp
 }
 
-func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *mutate.PodView) (admission.Response, string) {
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("the request holds no pod")), ResultError
 	}
@@ -81,15 +87,15 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request) (admiss
 	// of the cost of a whole Pod), strictly: see mutate.DecodePod. The
 	// whole pod is decoded only for a pod that carries keyhook's names.
 	var (
-		pod  *corev1.Pod
-		view *mutate.PodView
-		err  error
+		pod *corev1.Pod
+		err error
 	)
-	if h.fullDecode {
+	switch {
+	case h.fullDecode:
 		if pod, err = decodePod(req.Object.Raw); err == nil {
 			view = mutate.ViewOf(pod)
 		}
-	} else {
+	case view == nil:
 		view, err = mutate.DecodePod(req.Object.Raw)
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,8 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/keyhook/keyhook/pkg/mutate"
 )
 
 // maxReviewSize is the largest AdmissionReview read, controller-runtime's
@@ -39,9 +42,39 @@ var reviewVersions = map[string]bool{
 
 // review is an AdmissionReview as the API server sends it.
 type review struct {
-	APIVersion string                        `json:"apiVersion"`
-	Kind       string                        `json:"kind"`
-	Request    *admissionv1.AdmissionRequest `json:"request"`
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Request    *reviewRequest `json:"request"`
+}
+
+// reviewRequest is the request of a review, its object (the pod) decoded
+// as a PodView in the same pass.
+type reviewRequest struct {
+	admissionv1.AdmissionRequest
+	Object podObject `json:"object"`
+}
+
+// podObject is the pod of a review: decoded into a PodView while the review
+// is, its bytes located by their offsets in the review, so that the pod is
+// read once, not copied out and decoded again.
+type podObject struct {
+	view       *mutate.PodView
+	start, end int64
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+func (o *podObject) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == 'n' {
+		// No object, as runtime.RawExtension reads null.
+		return dec.SkipValue()
+	}
+	o.start = dec.InputOffset()
+	o.view = &mutate.PodView{}
+	if err := jsonv2.UnmarshalDecode(dec, o.view); err != nil {
+		return fmt.Errorf("decoding the pod: %w", err)
+	}
+	o.end = dec.InputOffset()
+	return nil
 }
 
 // admissionLog is the logger of admissions, as controller-runtime names it.
@@ -92,11 +125,7 @@ func (h *PodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in review
-	if err := jsonv2.Unmarshal(body, &in,
-		jsonv2.MatchCaseInsensitiveNames(false),
-		jsontext.AllowDuplicateNames(false),
-		jsontext.AllowInvalidUTF8(false),
-	); err != nil {
+	if err := jsonv2.Unmarshal(body, &in, mutate.DecodeOptions); err != nil {
 		err = fmt.Errorf("decoding the AdmissionReview: %w", err)
 		admissionLog.Error(err, "unable to decode the request")
 		writeReview(w, "", admission.Errored(http.StatusBadRequest, err))
@@ -111,15 +140,23 @@ func (h *PodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{}
+	var view *mutate.PodView
 	if in.Request != nil {
-		req.AdmissionRequest = *in.Request
+		req.AdmissionRequest = in.Request.AdmissionRequest
+		if obj := in.Request.Object; obj.view != nil {
+			// body is this request's own: the pod's bytes are not copied.
+			// They start after the name "object": past the colon and
+			// whitespace.
+			req.Object.Raw = bytes.TrimLeft(body[obj.start:obj.end], " \t\r\n:")
+			view = obj.view
+		}
 	}
-	writeReview(w, in.APIVersion, h.serve(ctx, req))
+	writeReview(w, in.APIVersion, h.serve(ctx, req, view))
 }
 
 // serve is Handle completed as the API server reads it, with a panic
 // answered as controller-runtime answers it (the panic handlers run, 500).
-func (h *PodInjector) serve(ctx context.Context, req admission.Request) (resp admission.Response) {
+func (h *PodInjector) serve(ctx context.Context, req admission.Request, view *mutate.PodView) (resp admission.Response) {
 	defer func() {
 		if r := recover(); r != nil {
 			for _, fn := range utilruntime.PanicHandlers {
@@ -129,7 +166,7 @@ func (h *PodInjector) serve(ctx context.Context, req admission.Request) (resp ad
 			resp.UID = req.UID
 		}
 	}()
-	resp = h.Handle(ctx, req)
+	resp = h.handleView(ctx, req, view)
 	resp.UID = req.UID
 	if resp.Result == nil {
 		resp.Result = &metav1.Status{}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
+	"github.com/keyhook/keyhook/pkg/mutate"
 )
 
 // answer is an AdmissionReview response as the API server reads it: the
@@ -116,6 +117,21 @@ func TestServeHTTP(t *testing.T) {
 				return p
 			}(), "team-a"),
 			messageToo: true, code: http.StatusOK,
+		},
+		"a pod with keyhook's names, the review indented": {
+			// Such a pod is decoded whole from its bytes in the review.
+			body: func() []byte {
+				var b bytes.Buffer
+				if err := json.Indent(&b, reviewBody(t, "admission.k8s.io/v1", func() *corev1.Pod {
+					p := fuzzPod(shape{0, 1, 0}, "db", "", "", "")
+					p.Spec.Containers[0].Name = mutate.AgentContainerName
+					return p
+				}(), "team-a"), "", "  \t"); err != nil {
+					t.Fatal(err)
+				}
+				return b.Bytes()
+			}(),
+			messageToo: true, code: http.StatusForbidden,
 		},
 		"a denial": {
 			body:       reviewBody(t, "admission.k8s.io/v1", fuzzPod(shape{0, 1, 0, 0}, "team-b/db", "", "", ""), "team-a"),

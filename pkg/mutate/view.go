@@ -78,18 +78,22 @@ type SecurityContextView struct {
 // annotations than the pod is stored with). Unknown members are skipped.
 func DecodePod(raw []byte) (*PodView, error) {
 	v := &PodView{}
-	// go-json-experiment/json (encoding/json/v2): case-sensitive names,
-	// duplicate names and invalid UTF-8 rejected, by default; said again
-	// here so that no change of defaults loosens it.
-	if err := jsonv2.Unmarshal(raw, v,
-		jsonv2.MatchCaseInsensitiveNames(false),
-		jsontext.AllowDuplicateNames(false),
-		jsontext.AllowInvalidUTF8(false),
-	); err != nil {
+	if err := jsonv2.Unmarshal(raw, v, DecodeOptions); err != nil {
 		return nil, fmt.Errorf("decoding the pod: %w", err)
 	}
 	return v, nil
 }
+
+// DecodeOptions are DecodePod's options, for a decoder that reads a PodView
+// as part of a larger document (the AdmissionReview): go-json-experiment/json
+// (encoding/json/v2) matches names case-sensitively and refuses duplicate
+// names and invalid UTF-8 by default; said here so that no change of
+// defaults loosens it.
+var DecodeOptions = jsonv2.JoinOptions(
+	jsonv2.MatchCaseInsensitiveNames(false),
+	jsontext.AllowDuplicateNames(false),
+	jsontext.AllowInvalidUTF8(false),
+)
 
 // ViewOf is the PodView of a typed pod, as DecodePod reads it from the pod's
 // JSON; the view shares the pod's maps.
