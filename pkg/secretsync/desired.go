@@ -170,5 +170,5 @@ func UpToDate(existing *corev1.Secret, es *v1alpha1.ExternalSecret, data map[str
 			return false
 		}
 	}
-	return DataHash(existing.Data) == DataHash(data)
+	return currentDataHash(existing) == DataHash(data)
 }

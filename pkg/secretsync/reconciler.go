@@ -443,15 +443,21 @@ func (r *Reconciler) write(ctx context.Context, es *v1alpha1.ExternalSecret, pol
 		}
 		return err
 	default:
-		desired := Desired(es, data)
-		out := existing.DeepCopy()
-		out.Labels, out.Annotations, out.Data, out.Type = mergeMaps(out.Labels, desired.Labels), mergeMaps(out.Annotations, desired.Annotations), desired.Data, desired.Type
-		if len(desired.OwnerReferences) > 0 {
-			out.OwnerReferences = desired.OwnerReferences
-		}
 		secretWrites.WithLabelValues("update").Inc()
-		return r.Client.Update(ctx, out)
+		return r.Client.Update(ctx, updated(existing, Desired(es, data)))
 	}
+}
+
+// updated is the Secret existing (from the cache) made desired: keyhook's
+// data, type, labels, annotations and owner; the labels and annotations of
+// others stay, what only the cache adds does not go to the API server.
+func updated(existing, desired *corev1.Secret) *corev1.Secret {
+	out := existing.DeepCopy()
+	out.Labels, out.Annotations, out.Data, out.Type = mergeMaps(out.Labels, desired.Labels), mergeMaps(out.Annotations, desired.Annotations), desired.Data, desired.Type
+	if len(desired.OwnerReferences) > 0 {
+		out.OwnerReferences = desired.OwnerReferences
+	}
+	return withoutCacheKeys(out)
 }
 
 func (r *Reconciler) failTarget(ctx context.Context, es *v1alpha1.ExternalSecret, msg string) error {

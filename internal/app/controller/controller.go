@@ -16,10 +16,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -158,11 +160,22 @@ func Options(cfg Config) (ctrl.Options, error) {
 	}
 	return ctrl.Options{
 		Scheme: scheme,
-		// Only Secrets keyhook manages are cached: memory does not grow with
-		// the cluster's other Secrets.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{annotations.Managed: "true"})},
-		}},
+		Cache: cache.Options{
+			// Nothing the controller does reads managedFields or kubectl's
+			// copy of the last applied object, and everything it writes
+			// from the cache but Secrets is a patch computed from the
+			// cached copy, which the stripped fields are not part of.
+			DefaultTransform: StripForCache,
+			ByObject: map[client.Object]cache.ByObject{
+				// Only Secrets keyhook manages are cached, so memory does not
+				// grow with the cluster's other Secrets; and of those a
+				// digest of the data, not the values (secretsync.StripSecretData).
+				&corev1.Secret{}: {
+					Label:     labels.SelectorFromSet(labels.Set{annotations.Managed: "true"}),
+					Transform: secretsync.StripSecretData,
+				},
+			},
+		},
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:  cfg.ProbeAddr,
 		LeaderElection:          cfg.LeaderElect,
@@ -175,6 +188,37 @@ func Options(cfg Config) (ctrl.Options, error) {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &cfg.GracefulShutdown,
 	}, nil
+}
+
+// lastAppliedKey is kubectl's annotation holding a copy of the object as
+// last applied: for a big workload, as much again as its spec.
+const lastAppliedKey = "kubectl.kubernetes.io/last-applied-configuration"
+
+var _ toolscache.TransformFunc = StripForCache
+
+// StripForCache is the transform of the controller's caches but the
+// Secrets': an object loses its managedFields and kubectl's
+// last-applied-configuration, which often outweigh the rest of an
+// ExternalSecret or a namespace.
+func StripForCache(obj any) (any, error) {
+	o, err := meta.Accessor(obj)
+	if err != nil {
+		return obj, nil // a tombstone or not an object: nothing to strip
+	}
+	// Nil-checked, as controller-runtime's TransformStripManagedFields does
+	// (kubernetes/kubernetes#124337).
+	if o.GetManagedFields() != nil {
+		o.SetManagedFields(nil)
+	}
+	// The informer hands over the decoded object, safe to change in
+	// place; an unstructured object's annotations are a copy, set back.
+	if ann := o.GetAnnotations(); ann != nil {
+		if _, ok := ann[lastAppliedKey]; ok {
+			delete(ann, lastAppliedKey)
+			o.SetAnnotations(ann)
+		}
+	}
+	return obj, nil
 }
 
 // Setup adds the controller's reconcilers, metrics and probes to mgr.
