@@ -112,30 +112,36 @@ func (Provider) Defaults() map[string]string {
 	}
 }
 
-// withDefaults is a copy of v with the defaults of its empty fields. The
-// copy is shallow (the CA bundle is shared): admission runs it per pod.
-func withDefaults(v *v1alpha1.VaultProvider) *v1alpha1.VaultProvider {
-	d := *v
+// defaulted is a store with the defaults of its empty fields: the store
+// (its Auth pointers still the original's, never written through) and a
+// defaulted copy of the auth method it sets. It holds no pointer of its own,
+// so that it stays on the stack: admission builds it per pod.
+type defaulted struct {
+	v1alpha1.VaultProvider
+	kubernetes v1alpha1.VaultKubernetesAuth
+	jwt        v1alpha1.VaultJWTAuth
+	appRole    v1alpha1.VaultAppRoleAuth
+}
+
+func withDefaults(v *v1alpha1.VaultProvider) defaulted {
+	d := defaulted{VaultProvider: *v}
 	d.Path = driver.Defaulted(d.Path, DefaultMount)
 	d.Version = driver.Defaulted(d.Version, DefaultKVVersion)
-	if k := d.Auth.Kubernetes; k != nil {
-		c := *k
-		c.MountPath = driver.Defaulted(c.MountPath, DefaultKubernetesMountPath)
-		c.Audience = driver.Defaulted(c.Audience, DefaultAudience)
-		d.Auth.Kubernetes = &c
+	if k := v.Auth.Kubernetes; k != nil {
+		d.kubernetes = *k
+		d.kubernetes.MountPath = driver.Defaulted(k.MountPath, DefaultKubernetesMountPath)
+		d.kubernetes.Audience = driver.Defaulted(k.Audience, DefaultAudience)
 	}
-	if j := d.Auth.JWT; j != nil {
-		c := *j
-		c.Path = driver.Defaulted(c.Path, DefaultJWTPath)
-		c.Audience = driver.Defaulted(c.Audience, DefaultAudience)
-		d.Auth.JWT = &c
+	if j := v.Auth.JWT; j != nil {
+		d.jwt = *j
+		d.jwt.Path = driver.Defaulted(j.Path, DefaultJWTPath)
+		d.jwt.Audience = driver.Defaulted(j.Audience, DefaultAudience)
 	}
-	if a := d.Auth.AppRole; a != nil {
-		c := *a
-		c.Path = driver.Defaulted(c.Path, DefaultAppRolePath)
-		d.Auth.AppRole = &c
+	if a := v.Auth.AppRole; a != nil {
+		d.appRole = *a
+		d.appRole.Path = driver.Defaulted(a.Path, DefaultAppRolePath)
 	}
-	return &d
+	return d
 }
 
 // KVVersion is the number of a store's KV version (v1, v2, or empty for
@@ -210,21 +216,21 @@ func (Provider) SyncConfig(ctx context.Context, src *driver.Source, creds driver
 	cfg := Config{Server: v.Server, Mount: v.Path, KVVersion: version, Namespace: v.Namespace, CABundle: v.CABundle}
 	switch {
 	case v.Auth.Kubernetes != nil:
-		k := v.Auth.Kubernetes
+		k := &v.kubernetes
 		tok, err := creds.ServiceAccountToken(ctx, k.ServiceAccountRef, k.Audience)
 		if err != nil {
 			return Config{}, err
 		}
 		cfg.Kubernetes = &KubernetesAuth{MountPath: k.MountPath, Role: k.Role, JWT: tok}
 	case v.Auth.JWT != nil:
-		j := v.Auth.JWT
+		j := &v.jwt
 		tok, err := creds.ServiceAccountToken(ctx, j.ServiceAccountRef, j.Audience)
 		if err != nil {
 			return Config{}, err
 		}
 		cfg.JWT = &KubernetesAuth{MountPath: j.Path, Role: j.Role, JWT: tok}
 	case v.Auth.AppRole != nil:
-		a := v.Auth.AppRole
+		a := &v.appRole
 		id, err := creds.SecretValue(ctx, a.SecretRef, "AppRole secret id")
 		if err != nil {
 			return Config{}, err
@@ -259,13 +265,13 @@ func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.
 	}
 	switch {
 	case v.Auth.Kubernetes != nil:
-		k := v.Auth.Kubernetes
+		k := &v.kubernetes
 		pv.Kubernetes = &plan.VaultKubernetes{MountPath: k.MountPath, Role: k.Role, TokenPath: creds.Token(k.Audience)}
 	case v.Auth.JWT != nil:
-		j := v.Auth.JWT
+		j := &v.jwt
 		pv.JWT = &plan.VaultKubernetes{MountPath: j.Path, Role: j.Role, TokenPath: creds.Token(j.Audience)}
 	case v.Auth.AppRole != nil:
-		a := v.Auth.AppRole
+		a := &v.appRole
 		env, err := creds.SecretEnv(src, a.SecretRef, "a Vault AppRole secret id", "use spec.provider.vault.auth.kubernetes or .jwt")
 		if err != nil {
 			return err
