@@ -211,27 +211,39 @@ func (b *planBuilder) SecretEnv(src *resolve.Source, ref v1alpha1.SecretKeySelec
 // files it writes with mode 0400 are readable by the app; else as a fixed
 // non-root user.
 func agentSecurityContext(pod *PodView) *corev1.SecurityContext {
-	sc := &corev1.SecurityContext{
-		RunAsNonRoot:             ptr.To(true),
-		ReadOnlyRootFilesystem:   ptr.To(true),
-		AllowPrivilegeEscalation: ptr.To(false),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
-	switch {
-	case pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsUser != nil:
+	sc := new(corev1.SecurityContext)
+	*sc = agentLockdown
+	switch podUser, appUser := pod.Spec.SecurityContext.RunAsUser, firstContainerUser(pod); {
+	case podUser.Set:
 		// Inherited from the pod.
-		if *pod.Spec.SecurityContext.RunAsUser == 0 {
+		if podUser.Value == 0 {
 			// The pod runs as root on purpose; the agent still does not.
 			sc.RunAsUser = ptr.To[int64](DefaultAgentUID)
 		}
-	case len(pod.Spec.Containers) > 0 && pod.Spec.Containers[0].SecurityContext != nil &&
-		pod.Spec.Containers[0].SecurityContext.RunAsUser != nil && *pod.Spec.Containers[0].SecurityContext.RunAsUser != 0:
-		sc.RunAsUser = ptr.To(*pod.Spec.Containers[0].SecurityContext.RunAsUser)
+	case appUser.Set && appUser.Value != 0:
+		sc.RunAsUser = ptr.To(appUser.Value)
 	default:
 		sc.RunAsUser = ptr.To[int64](DefaultAgentUID)
 	}
 	return sc
+}
+
+// agentLockdown is the agent's security context but its user, made once:
+// a patch only encodes it (Apply gives each pod a copy).
+var agentLockdown = corev1.SecurityContext{
+	RunAsNonRoot:             ptr.To(true),
+	ReadOnlyRootFilesystem:   ptr.To(true),
+	AllowPrivilegeEscalation: ptr.To(false),
+	Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+}
+
+// firstContainerUser is the user the pod's first app container runs as.
+func firstContainerUser(pod *PodView) OptionalInt64 {
+	if len(pod.Spec.Containers) == 0 {
+		return OptionalInt64{}
+	}
+	return pod.Spec.Containers[0].SecurityContext.RunAsUser
 }
 
 // buildSecretMode is the change that mounts, read-only into every container at

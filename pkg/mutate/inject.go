@@ -45,7 +45,7 @@ func build(v *PodView, cfg Config, req *Request, sources []*resolve.Source) (*ch
 			}
 		}
 	}
-	fsGroup := v.Spec.SecurityContext != nil && v.Spec.SecurityContext.FSGroup != nil
+	fsGroup := v.Spec.SecurityContext.FSGroup.Set
 
 	if req.Mode == v1alpha1.InjectionModeSecret {
 		return buildSecretMode(fsGroup, req, sources)
@@ -107,8 +107,9 @@ func (ch *change) applyTo(pod *corev1.Pod) {
 	}
 	if ch.agent != nil {
 		agent := *ch.agent
-		// The pod's own, not the maps Ops shares between patches.
+		// The pod's own, not what Ops shares between patches.
 		agent.Resources = *agent.Resources.DeepCopy()
+		agent.SecurityContext = agent.SecurityContext.DeepCopy()
 		// First, so that the pod's own init containers can use the secrets too.
 		pod.Spec.InitContainers = append([]corev1.Container{agent}, pod.Spec.InitContainers...)
 	}
@@ -167,19 +168,28 @@ func Ops(v *PodView, cfg Config, req *Request, sources []*resolve.Source) ([]jso
 		}
 	}
 	for i, c := range v.Spec.InitContainers {
-		ops = appendOps(ops, initContainersPath+"/"+strconv.Itoa(initIndex+i)+"/volumeMounts", len(c.VolumeMounts), ch.mounts)
+		ops = appendMounts(ops, initContainersPath, initIndex+i, len(c.VolumeMounts), ch.mounts)
 	}
-	ops = appendOps(ops, volumesPath, len(v.Spec.Volumes), ch.volumes)
+	ops = appendOps(ops, volumesPath, volumesPath+"/-", len(v.Spec.Volumes), ch.volumes)
 	for i, c := range v.Spec.Containers {
-		ops = appendOps(ops, containersPath+"/"+strconv.Itoa(i)+"/volumeMounts", len(c.VolumeMounts), ch.mounts)
+		ops = appendMounts(ops, containersPath, i, len(c.VolumeMounts), ch.mounts)
 	}
 	return ops, nil
 }
 
+// appendMounts appends mounts to the n mounts of container i of the list at
+// path.
+func appendMounts(ops []jsonpatch.Operation, path string, i, n int, mounts []corev1.VolumeMount) []jsonpatch.Operation {
+	if n == 0 {
+		return appendOps(ops, path+"/"+strconv.Itoa(i)+"/volumeMounts", "", 0, mounts)
+	}
+	return appendOps(ops, "", path+"/"+strconv.Itoa(i)+"/volumeMounts/-", n, mounts)
+}
+
 // appendOps appends elems to the list at path, which has n elements: one
-// "/-" add per element, or the list whole when there is none (a JSON patch
-// cannot append to a list that is not there).
-func appendOps[T any](ops []jsonpatch.Operation, path string, n int, elems []T) []jsonpatch.Operation {
+// add at appendPath (path + "/-") per element, or the list whole when there
+// is none (a JSON patch cannot append to a list that is not there).
+func appendOps[T any](ops []jsonpatch.Operation, path, appendPath string, n int, elems []T) []jsonpatch.Operation {
 	switch {
 	case len(elems) == 0:
 		return ops
@@ -187,7 +197,7 @@ func appendOps[T any](ops []jsonpatch.Operation, path string, n int, elems []T) 
 		return append(ops, jsonpatch.Operation{Operation: "add", Path: path, Value: elems})
 	}
 	for i := range elems {
-		ops = append(ops, jsonpatch.Operation{Operation: "add", Path: path + "/-", Value: &elems[i]})
+		ops = append(ops, jsonpatch.Operation{Operation: "add", Path: appendPath, Value: &elems[i]})
 	}
 	return ops
 }

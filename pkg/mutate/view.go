@@ -32,17 +32,17 @@ type PodViewMeta struct {
 
 // PodViewSpec is the part of a pod's spec keyhook reads.
 type PodViewSpec struct {
-	InitContainers  []ContainerView         `json:"initContainers"`
-	Containers      []ContainerView         `json:"containers"`
-	Volumes         []VolumeView            `json:"volumes"`
-	SecurityContext *PodSecurityContextView `json:"securityContext"`
+	InitContainers  []ContainerView        `json:"initContainers"`
+	Containers      []ContainerView        `json:"containers"`
+	Volumes         []VolumeView           `json:"volumes"`
+	SecurityContext PodSecurityContextView `json:"securityContext"`
 }
 
 // ContainerView is what keyhook reads of a container.
 type ContainerView struct {
-	Name            string               `json:"name"`
-	VolumeMounts    []VolumeMountView    `json:"volumeMounts"`
-	SecurityContext *SecurityContextView `json:"securityContext"`
+	Name            string              `json:"name"`
+	VolumeMounts    []VolumeMountView   `json:"volumeMounts"`
+	SecurityContext SecurityContextView `json:"securityContext"`
 }
 
 // VolumeMountView is what keyhook reads of a volume mount.
@@ -56,15 +56,43 @@ type VolumeView struct {
 	Name string `json:"name"`
 }
 
-// PodSecurityContextView is what keyhook reads of a pod's security context.
+// PodSecurityContextView is what keyhook reads of a pod's security context;
+// zero when the pod has none.
 type PodSecurityContextView struct {
-	RunAsUser *int64 `json:"runAsUser"`
-	FSGroup   *int64 `json:"fsGroup"`
+	RunAsUser OptionalInt64 `json:"runAsUser"`
+	FSGroup   OptionalInt64 `json:"fsGroup"`
 }
 
-// SecurityContextView is what keyhook reads of a container's security context.
+// SecurityContextView is what keyhook reads of a container's security
+// context; zero when the container has none.
 type SecurityContextView struct {
-	RunAsUser *int64 `json:"runAsUser"`
+	RunAsUser OptionalInt64 `json:"runAsUser"`
+}
+
+// OptionalInt64 is an integer a pod may leave out (an *int64 of
+// corev1.Pod), without the allocation of a pointer per field decoded.
+type OptionalInt64 struct {
+	Value int64
+	// Set is whether the pod has it (not left out, not null).
+	Set bool
+}
+
+// optionalInt64 is the OptionalInt64 of p.
+func optionalInt64(p *int64) OptionalInt64 {
+	if p == nil {
+		return OptionalInt64{}
+	}
+	return OptionalInt64{Value: *p, Set: true}
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+func (o *OptionalInt64) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == 'n' {
+		*o = OptionalInt64{}
+		return dec.SkipValue()
+	}
+	o.Set = true
+	return jsonv2.UnmarshalDecode(dec, &o.Value)
 }
 
 // DecodePod decodes a pod as the API server sends it to an admission webhook
@@ -119,7 +147,7 @@ func ViewOf(pod *corev1.Pod) *PodView {
 				}
 			}
 			if c.SecurityContext != nil {
-				out[i].SecurityContext = &SecurityContextView{RunAsUser: c.SecurityContext.RunAsUser}
+				out[i].SecurityContext.RunAsUser = optionalInt64(c.SecurityContext.RunAsUser)
 			}
 		}
 		return out
@@ -133,7 +161,7 @@ func ViewOf(pod *corev1.Pod) *PodView {
 		}
 	}
 	if sc := pod.Spec.SecurityContext; sc != nil {
-		v.Spec.SecurityContext = &PodSecurityContextView{RunAsUser: sc.RunAsUser, FSGroup: sc.FSGroup}
+		v.Spec.SecurityContext = PodSecurityContextView{RunAsUser: optionalInt64(sc.RunAsUser), FSGroup: optionalInt64(sc.FSGroup)}
 	}
 	return v
 }
