@@ -1,12 +1,14 @@
 package secretsync
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -137,7 +139,10 @@ type session struct {
 
 type cacheEntry struct {
 	value []byte
-	at    time.Time
+	at    time.Time // when it was asked for
+	// first is when the oldest call still in the cache that gave this same
+	// answer was made: a remote version has been current at least since.
+	first time.Time
 }
 
 // NewReadCache returns an empty cache.
@@ -150,6 +155,12 @@ func NewReadCache(ttl time.Duration, c clock.PassiveClock) *ReadCache {
 // bounds how old a shared read this reader accepts (at most TTL); 0 accepts
 // none, as a forced sync must.
 func (c *ReadCache) Provider(src *resolve.Source, factory ProviderFactory, maxAge time.Duration) (fetch.Provider, error) {
+	return c.provider(src, factory, maxAge)
+}
+
+// provider is Provider, with the methods the sync and the version probes
+// use besides fetch.Provider's: versionAt and the bounds since and after.
+func (c *ReadCache) provider(src *resolve.Source, factory ProviderFactory, maxAge time.Duration) (*cachedProvider, error) {
 	spec, err := json.Marshal(src.Store)
 	if err != nil {
 		return nil, err
@@ -166,6 +177,12 @@ type cachedProvider struct {
 	maxAge  time.Duration
 	src     *resolve.Source
 	factory ProviderFactory
+	// since, when set, refuses shared answers (reads, versions, finds)
+	// older than it: a version probe saw a change at since.
+	since time.Time
+	// after refuses shared reads of a remote key older than the version
+	// the sync observed of it: the value it reads is at least that version.
+	after map[string]time.Time
 
 	mu      sync.Mutex
 	inner   fetch.Provider
@@ -309,17 +326,31 @@ func (p *cachedProvider) Close() error {
 }
 
 func (p *cachedProvider) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
-	return p.cached(ctx, "get_secret", ref.Key+"\x00"+ref.Version, func(inner fetch.Provider) ([]byte, error) {
+	notBefore := p.since
+	if at := p.after[ref.Key]; at.After(notBefore) {
+		notBefore = at
+	}
+	e, err := p.cached(ctx, "get_secret", ref.Key+"\x00"+ref.Version, notBefore, func(inner fetch.Provider) ([]byte, error) {
 		return inner.GetSecret(ctx, ref)
 	})
+	return e.value, err
 }
 
 func (p *cachedProvider) CurrentVersion(ctx context.Context, key string) (string, error) {
-	v, err := p.cached(ctx, "current_version", key, func(inner fetch.Provider) ([]byte, error) {
+	v, _, err := p.versionAt(ctx, key)
+	return v, err
+}
+
+// versionAt is CurrentVersion, and since when the remote secret has been
+// at that version at the latest: the first of this process's calls that
+// answered it, as long as every later one did too. A value read after that
+// time is of this version or a later one.
+func (p *cachedProvider) versionAt(ctx context.Context, key string) (string, time.Time, error) {
+	e, err := p.cached(ctx, "current_version", key, p.since, func(inner fetch.Provider) ([]byte, error) {
 		v, err := inner.CurrentVersion(ctx, key)
 		return []byte(v), err
 	})
-	return string(v), err
+	return string(e.value), e.first, err
 }
 
 // Find shares one provider's find among the ExternalSecrets of a scope as
@@ -329,13 +360,14 @@ func (p *cachedProvider) Find(ctx context.Context, q fetch.FindQuery) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	raw, err := p.cached(ctx, "find", string(key), func(inner fetch.Provider) ([]byte, error) {
+	e, err := p.cached(ctx, "find", string(key), p.since, func(inner fetch.Provider) ([]byte, error) {
 		found, err := inner.Find(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		return json.Marshal(found)
 	})
+	raw := e.value
 	if err != nil {
 		return nil, err
 	}
@@ -346,18 +378,27 @@ func (p *cachedProvider) Find(ctx context.Context, q fetch.FindQuery) (map[strin
 	return found, nil
 }
 
-func (p *cachedProvider) cached(ctx context.Context, call, key string, read func(fetch.Provider) ([]byte, error)) ([]byte, error) {
+// cached answers call for key from an entry at most maxAge old and not
+// older than notBefore, else asks the provider (one call for concurrent
+// askers). It returns the answer and when it was asked for.
+func (p *cachedProvider) cached(ctx context.Context, call, key string, notBefore time.Time, read func(fetch.Provider) ([]byte, error)) (cacheEntry, error) {
 	c := p.cache
 	k := p.scope + "\x00" + call + "\x00" + key
 	now := c.Clock.Now()
 	c.mu.Lock()
 	e, ok := c.entries[k]
 	c.mu.Unlock()
-	if ok && now.Sub(e.at) < p.maxAge {
-		return e.value, nil
+	if ok && now.Sub(e.at) < p.maxAge && !e.at.Before(notBefore) {
+		return e, nil
 	}
-	// Concurrent readers of one key wait for one read.
-	v, err, _ := c.flight.Do(k, func() (any, error) {
+	// Concurrent readers of one key wait for one read. A reader bounded by
+	// notBefore joins only readers with the same bound, whose call starts
+	// after it; never one that began before a change was seen.
+	flight := k
+	if !notBefore.IsZero() {
+		flight += "\x00" + strconv.FormatInt(notBefore.UnixNano(), 10)
+	}
+	v, err, _ := c.flight.Do(flight, func() (any, error) {
 		inner, err := p.provider(ctx)
 		if err != nil {
 			return nil, err
@@ -377,16 +418,23 @@ func (p *cachedProvider) cached(ctx context.Context, call, key string, read func
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", p.src.StoreKind, p.src.StoreName, err)
 		}
+		e := cacheEntry{value: b, at: at, first: at}
 		c.mu.Lock()
-		c.entries[k] = cacheEntry{value: b, at: at}
+		old, ok := c.entries[k]
+		if ok && bytes.Equal(old.value, b) && old.first.Before(at) {
+			e.first = old.first // the same answer all along
+		}
+		if !ok || !old.at.After(at) {
+			c.entries[k] = e
+		}
 		c.evictLocked(at)
 		c.mu.Unlock()
-		return b, nil
+		return e, nil
 	})
 	if err != nil {
-		return nil, err
+		return cacheEntry{}, err
 	}
-	return v.([]byte), nil
+	return v.(cacheEntry), nil
 }
 
 // evictLocked drops expired entries, at most twice per TTL, so that values

@@ -117,6 +117,10 @@ type Reconciler struct {
 	Workers  int
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+	// Versions, when set, probes the remote versions of what synced
+	// ExternalSecrets read and wakes their sync on a change, between
+	// refreshes; the sync tells it what it read.
+	Versions *VersionProber
 
 	// reads remembers when this process last read each ExternalSecret
 	// successfully: status.refreshTime is not bumped by refreshes that
@@ -178,7 +182,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing ExternalSecrets by target: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("externalsecret").
 		For(&v1alpha1.ExternalSecret{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
@@ -192,8 +196,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			GenericFunc: func(event.GenericEvent) bool { return false },
 			UpdateFunc:  predicate.GenerationChangedPredicate{}.Update,
 		})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)})
+	if r.Versions != nil {
+		b = b.WatchesRawSource(r.Versions.Source())
+	}
+	return b.Complete(r)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -203,6 +210,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if apierrors.IsNotFound(err) {
 			r.reads.forget(req.NamespacedName)
 			forgetMetrics(req.NamespacedName)
+			r.Versions.Forget(req.NamespacedName)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -230,13 +238,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	now := r.Clock.Now()
-	if wait, due := r.due(es, existing, r.reads.get(es), now); !due {
+	// A remote version changed since the last sync: due now.
+	vp := &versionPass{pending: r.Versions.Pending(req.NamespacedName)}
+	if wait, due := r.due(es, existing, r.reads.get(es), now); !due && vp.pending.Seq == 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 
 	start := now
 	provider := "unknown"
-	data, versions, err := r.read(ctx, es, policy, &provider)
+	data, versions, err := r.read(ctx, es, policy, &provider, vp)
 	if provider != "unknown" { // the store resolved: the provider was asked
 		lastRefresh.WithLabelValues(es.Namespace, es.Name).Set(float64(now.UnixNano()) / 1e9)
 	}
@@ -290,6 +300,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	r.reads.set(es, now)
 	lastSuccess.WithLabelValues(es.Namespace, es.Name).Set(float64(now.UnixNano()) / 1e9)
+	r.trackVersions(ctx, es, vp)
 	if interval := refreshInterval(es); interval > 0 {
 		return reconcile.Result{RequeueAfter: interval}, nil
 	}
@@ -358,13 +369,17 @@ func (r *Reconciler) target(ctx context.Context, es *v1alpha1.ExternalSecret, po
 // reading its values wherever the provider allows. Where it does not (Vault
 // KV v1), the version is a digest of the data.
 // It sets *provider to the name of the store's provider, for metrics.
-func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy, provider *string) (map[string][]byte, map[string]string, error) {
+// vp carries what the version probes need to and from the sync.
+func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, policy v1alpha1.CreationPolicy, provider *string, vp *versionPass) (map[string][]byte, map[string]string, error) {
 	src, err := r.Resolver.ForExternalSecret(ctx, es)
 	if err != nil {
 		return nil, nil, err
 	}
 	*provider = ProviderName(src.Store)
-	var p fetch.Provider
+	var (
+		p  fetch.Provider
+		cp *cachedProvider
+	)
 	if r.Reads != nil {
 		maxAge := refreshInterval(es)
 		switch {
@@ -373,7 +388,11 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 		case maxAge == 0:
 			maxAge = r.Reads.TTL // synced once: any recent read will do
 		}
-		p, err = r.Reads.Provider(src, r.Providers, maxAge)
+		if cp, err = r.Reads.provider(src, r.Providers, maxAge); err == nil {
+			// Woken by a changed version: nothing shared from before it.
+			cp.since = vp.pending.Since
+			p = cp
+		}
 	} else {
 		p, err = r.Providers(ctx, src)
 	}
@@ -382,6 +401,7 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	}
 	// Closing releases connections; a failure to is not the sync's.
 	defer func() { _ = closeProvider(p) }()
+	r.observeVersions(ctx, es, src, p, cp, vp)
 	if policy == v1alpha1.CreationPolicyNone {
 		versions, err := fetch.Versions(ctx, p, resolve.PlanData(es.Spec.Data), resolve.PlanDataFrom(es.Spec.DataFrom))
 		if err == nil {

@@ -96,7 +96,7 @@ func run(m *testing.M) int {
 	if err = vault.KubernetesAuth(ctx, cluster); err != nil {
 		return fail("vault kubernetes auth", err)
 	}
-	if controller, err = framework.StartController(ctx, cluster, workDir, framework.ControllerOptions{Binary: controllerBin, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String()}}); err != nil {
+	if controller, err = framework.StartController(ctx, cluster, workDir, framework.ControllerOptions{Binary: controllerBin, Args: []string{"--rollout-debounce=" + rolloutDebounce.String(), "--store-probe-interval=" + storeProbeInterval.String(), "--version-probe-interval=" + versionProbeInterval.String()}}); err != nil {
 		return fail("controller", err)
 	}
 	defer func() { _ = controller.Stop() }()

@@ -60,6 +60,7 @@ type Config struct {
 	StoreProbeInterval time.Duration
 	ProviderCacheTTL   time.Duration
 	ProviderSessionTTL time.Duration
+	VersionProbe       time.Duration
 	SyncWorkers        int
 	LeaderElect        bool
 	LeaderElectionNS   string
@@ -95,6 +96,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RolloutStrategy, "rollout-strategy", annotations.StrategyAnnotations, "how a workload is rolled unless its keyhook.dev/rollout-strategy says otherwise: annotations (the pod template's keyhook.dev/secret-hash) or env-vars (the first container's KEYHOOK_SECRET_HASH)")
 	fs.DurationVar(&c.StoreProbeInterval, "store-probe-interval", storehealth.DefaultInterval, "how often each SecretStore and ClusterSecretStore is probed (login and capability check, no secret read) for its Ready condition, besides when it is created or changed")
 	fs.DurationVar(&c.ProviderCacheTTL, "provider-cache-ttl", 5*time.Minute, "ExternalSecrets of one namespace and store that read the same remote secret within this window share one provider read; never older than an ExternalSecret's own refreshInterval, and a forced sync reads afresh")
+	fs.DurationVar(&c.VersionProbe, "version-probe-interval", secretsync.DefaultVersionProbeInterval, "how often the remote version of each key a synced ExternalSecret reads is probed (Vault KV v2 metadata, AWS DescribeSecret / parameter version, Google's latest version; never the value), once per namespace, store and key; a changed version syncs the ExternalSecrets reading it at once, whatever their refreshInterval; 0 disables")
 	fs.IntVar(&c.SyncWorkers, "sync-workers", 4, "ExternalSecrets synced at once (each waits mostly on its provider)")
 	fs.DurationVar(&c.ProviderSessionTTL, "provider-session-ttl", 5*time.Minute, "the sync's login to a store (Vault token, AWS credentials, Google connection) serves the ExternalSecrets of one namespace for this long; 0 logs in for every sync")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect a leader among replicas; only the leader reconciles")
@@ -134,6 +136,9 @@ func (c *Config) validate() []error {
 	}
 	if c.SyncWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--sync-workers %d must be at least 1", c.SyncWorkers))
+	}
+	if c.VersionProbe < 0 {
+		errs = append(errs, fmt.Errorf("--version-probe-interval %s must not be negative (0 disables the probes)", c.VersionProbe))
 	}
 	if c.ProviderSessionTTL < 0 {
 		errs = append(errs, fmt.Errorf("--provider-session-ttl %s must not be negative", c.ProviderSessionTTL))
@@ -261,6 +266,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, cfg Conf
 			return err
 		}
 		providers := secretsync.Providers(clientset, mgr.GetAPIReader())
+		var versions *secretsync.VersionProber
+		if cfg.VersionProbe > 0 {
+			if err := app.Register(metrics.Registry, secretsync.ProbeMetrics()...); err != nil {
+				return err
+			}
+			versions = secretsync.NewVersionProber(cfg.VersionProbe, clock.RealClock{})
+			versions.Resolver, versions.Providers, versions.Reads, versions.Workers = resolver, providers, reads, cfg.SyncWorkers
+			if err := mgr.Add(versions); err != nil {
+				return err
+			}
+		}
 		if err := (&secretsync.Reconciler{
 			Client:    mgr.GetClient(),
 			APIReader: mgr.GetAPIReader(),
@@ -270,6 +286,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, cfg Conf
 			Workers:   cfg.SyncWorkers,
 			Recorder:  mgr.GetEventRecorder("keyhook"),
 			Clock:     clock.RealClock{},
+			Versions:  versions,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the sync: %w", err)
 		}
