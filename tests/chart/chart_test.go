@@ -170,7 +170,7 @@ func TestChartTemplates(t *testing.T) {
 			}
 		}
 		args = containerArgs(t, objs["Deployment "+ns+"/keyhook-controller"])
-		for _, want := range []string{"--leader-elect=true", "--sync-workers=4", "--rollout-debounce=10s", "--metrics-bind-address=:8080"} {
+		for _, want := range []string{"--leader-elect=true", "--sync-workers=4", "--rollout-debounce=10s", "--version-probe-interval=15s", "--metrics-bind-address=:8080"} {
 			if !slices.Contains(args, want) {
 				t.Errorf("controller args %v lack %s", args, want)
 			}
