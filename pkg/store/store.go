@@ -49,16 +49,6 @@ func (r Registry) Planned(s plan.Store) driver.Provider {
 	return nil
 }
 
-// Named is the provider called name; nil when none of r is.
-func (r Registry) Named(name string) driver.Provider {
-	for _, p := range r {
-		if p.Name() == name {
-			return p
-		}
-	}
-	return nil
-}
-
 // Names are the names of r's providers, in order.
 func (r Registry) Names() []string {
 	out := make([]string, len(r))

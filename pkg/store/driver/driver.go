@@ -5,18 +5,26 @@
 // A provider is two packages:
 //
 //   - pkg/store/<name>, which links no SDK (the admission webhook imports
-//     it): it implements Provider and Logins — its defaults (once; a test
-//     compares them with the CRD's kubebuilder markers), its capabilities,
-//     the agent's plan for a store (CRD → plan), the login of the sync
-//     (CRD → its Config, with the credentials read) and of the agent (plan
-//     → its Config), and its checks of an ExternalSecret against a store.
+//     it): a type that implements Provider and Logins — its defaults (once;
+//     pkg/store's TestDefaultsMatchTheCRD compares them with the CRD's
+//     kubebuilder markers), its capabilities, the agent's plan for a store
+//     (CRD → plan), the login of the sync (CRD → its Config, with the
+//     credentials the store names read through SyncCredentials) and of the
+//     agent (plan → its Config), its checks of an ExternalSecret against a
+//     store, and what the health probe and the tenancy rules ask of it.
+//     Its Config is the SDK client's, as plain data.
 //   - pkg/fetch/<name>, the SDK client: New(ctx, Config) returns a
-//     fetch.Provider, and Connector joins it to the first with Connect.
+//     fetch.Provider (and, optionally, a login-free Reach).
 //
 // Adding a provider is those two folders, its field in
 // v1alpha1.SecretStoreProvider and plan.Store (the API and the agent's
-// wire contract), one line in pkg/store.All and one build-tagged
-// registration in pkg/providers (the init-agent is built per provider).
+// versioned wire contract, with what plan.Validate checks of it), one line
+// in pkg/store.All, and its build-tagged join in pkg/providers (a file and
+// its stub, one call in Connectors) with its tag in the others' build
+// constraints, the Makefile's AGENT_PROVIDERS and pkg/imagebuild's images:
+// the init-agent is built per provider. Everything else — the sync, the
+// webhook's plan, validation and --agent-image-<name> flag, the health
+// probe, the agent — asks pkg/store or pkg/providers.
 package driver
 
 import (
