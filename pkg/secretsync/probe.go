@@ -138,6 +138,7 @@ type follower struct {
 	pending uint64
 	since   time.Time
 	notice  string // the fallback last announced
+	tracked bool   // Track was called
 }
 
 // observation is a version the sync saw, and since when.
@@ -222,6 +223,7 @@ func (p *VersionProber) Track(ctx context.Context, es types.NamespacedName, stor
 		f = &follower{}
 		p.followers[es] = f
 	}
+	f.tracked = true
 	if synced.Seq != 0 && f.pending == synced.Seq {
 		f.pending, f.since = 0, time.Time{}
 	}
@@ -251,6 +253,15 @@ func (p *VersionProber) Track(ctx context.Context, es types.NamespacedName, stor
 	}
 	p.mu.Unlock()
 	p.send(ctx, wake)
+}
+
+// Tracked reports whether es is followed (Track was called for it since
+// this process started, and Forget was not).
+func (p *VersionProber) Tracked(es types.NamespacedName) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.followers[es]
+	return f != nil && f.tracked
 }
 
 // Forget stops probing for es: it was deleted, or syncs only once.
@@ -602,13 +613,10 @@ type versionPass struct {
 // A version that cannot be read is left out: the sync goes on without it,
 // and the prober's own probe of the key reports why.
 func (r *Reconciler) observeVersions(ctx context.Context, es *v1alpha1.ExternalSecret, src *resolve.Source, p fetch.Provider, cp *cachedProvider, vp *versionPass) {
-	if r.Versions == nil || vp == nil || refreshInterval(es) == 0 {
+	if r.Versions == nil || vp == nil {
 		return
 	}
-	vp.follow = true
-	vp.keys, vp.unprobed = ProbeKeys(es)
-	if !kstore.Capabilities(src.Store).VersionProbe {
-		vp.keys, vp.unprobed = nil, fmt.Sprintf("%s %q has no versions to probe (Vault KV v1)", src.StoreKind, src.StoreName)
+	if vp.follow, vp.keys, vp.unprobed = probePlan(es, src); len(vp.keys) == 0 {
 		return
 	}
 	vp.observed = make(map[string]observation, len(vp.keys))
@@ -641,6 +649,35 @@ func (r *Reconciler) observeVersions(ctx context.Context, es *v1alpha1.ExternalS
 	if cp != nil {
 		cp.after = after
 	}
+}
+
+// probePlan says whether es is followed by version probes (it refreshes),
+// which of its keys, and why the rest is not.
+func probePlan(es *v1alpha1.ExternalSecret, src *resolve.Source) (follow bool, keys []string, unprobed string) {
+	if refreshInterval(es) == 0 {
+		return false, nil, ""
+	}
+	if !kstore.Capabilities(src.Store).VersionProbe {
+		return true, nil, fmt.Sprintf("%s %q has no versions to probe (Vault KV v1)", src.StoreKind, src.StoreName)
+	}
+	keys, unprobed = ProbeKeys(es)
+	return true, keys, unprobed
+}
+
+// followSynced has the prober follow es, synced before this process
+// started and not due yet, from the keys its spec reads: the first probe of
+// each records its version, and the next change syncs es. Nothing is read.
+func (r *Reconciler) followSynced(ctx context.Context, es *v1alpha1.ExternalSecret) {
+	if r.Versions == nil || r.Versions.Tracked(types.NamespacedName{Namespace: es.Namespace, Name: es.Name}) {
+		return
+	}
+	src, err := r.Resolver.ForExternalSecret(ctx, es)
+	if err != nil {
+		return // its next sync says why
+	}
+	vp := &versionPass{}
+	vp.follow, vp.keys, vp.unprobed = probePlan(es, src)
+	r.trackVersions(ctx, es, vp)
 }
 
 // trackVersions hands a successful sync's keys and observations to the

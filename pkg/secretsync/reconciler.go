@@ -241,6 +241,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	// A remote version changed since the last sync: due now.
 	vp := &versionPass{pending: r.Versions.Pending(req.NamespacedName)}
 	if wait, due := r.due(es, existing, r.reads.get(es), now); !due && vp.pending.Seq == 0 {
+		r.followSynced(ctx, es)
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 

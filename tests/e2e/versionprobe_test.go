@@ -118,6 +118,52 @@ func TestVersionProbeRollsWithoutReadingValues(t *testing.T) {
 	assertNoValues(ctx, t, ns, v1, v2)
 }
 
+// TestVersionProbeFollowsAfterRestart: an ExternalSecret synced before the
+// controller restarts, not due for an hour, is probed by the new process
+// (which records the version first), and a value written afterwards
+// reaches its Secret.
+func TestVersionProbeFollowsAfterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	auditLog := enableAudit(ctx, t)
+	ns := tenant(ctx, t, "probe-restart")
+	key := ns + "/db"
+	v1, v2 := secretValue(t, "password-1"), secretValue(t, "password-2")
+	if err := vault.Put(ctx, key, map[string]any{"password": v1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, externalSecret(ns, "db", v1alpha1.ExternalSecretSpec{
+		RefreshInterval: &metav1.Duration{Duration: time.Hour},
+		Data:            []v1alpha1.ExternalSecretData{data("password", key, "password", "")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	waitForES(ctx, t, ns, "db", "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
+	if err := controller.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	probes := auditReads(t, auditLog, "secret/metadata/"+key)
+	if err := controller.Start(ctx); err != nil {
+		t.Fatalf("restarting the controller: %v", err)
+	}
+	if err := framework.WaitFor(ctx, versionProbeInterval/2, func() (bool, error) {
+		return auditReads(t, auditLog, "secret/metadata/"+key) > probes, nil
+	}); err != nil {
+		t.Fatalf("the restarted controller never probed the version of the key its ExternalSecret, synced before, reads: %v", err)
+	}
+	if err := vault.Put(ctx, key, map[string]any{"password": v2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := framework.WaitFor(ctx, 200*time.Millisecond, func() (bool, error) {
+		s := &corev1.Secret{}
+		err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "db"}, s)
+		return err == nil && bytes.Equal(s.Data["password"], []byte(v2)), err
+	}); err != nil {
+		t.Fatalf("Secret %s/db does not hold the value written after the restart (refreshInterval 1h): %v", ns, err)
+	}
+	assertNoValues(ctx, t, ns, v1, v2)
+}
+
 // TestVersionProbeFallbackIsAnnounced: a dataFrom.find has no version to
 // probe; the ExternalSecret says, in an event, that it is refreshed every
 // refreshInterval.
