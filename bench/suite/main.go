@@ -49,6 +49,8 @@ type Config struct {
 	PodCreates                           int
 	AgentSecrets                         int
 	SyncExternalSecrets, SyncKeys        int
+	RolloutKeys, RolloutRounds           int
+	QuietIntervals                       int
 	RefreshInterval                      time.Duration
 	ScaleExternalSecrets, ScaleKeys      int
 	ScaleSecrets, ScaleNamespaces        int
@@ -63,7 +65,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.ProfileDir, "profile", os.Getenv("BENCH_PROFILE"), "directory for CPU and heap profiles of the admission path and the reconciler (default $BENCH_PROFILE); empty writes none")
 	fs.BoolVar(&c.Scale, "scale", false, "also run the scale benchmarks: initial sync of 10,000 ExternalSecrets and reconciler RSS with 50,000 other Secrets")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the logs of the processes started (they are kept anyway when the suite fails)")
-	fs.StringVar(&c.Only, "only", "", "run only these steps (comma-separated): inprocess, tls, apiserver, agent, sync, profile, scale")
+	fs.StringVar(&c.Only, "only", "", "run only these steps (comma-separated): inprocess, tls, apiserver, agent, sync, rollout, profile, scale")
 	fs.DurationVar(&c.SingleDuration, "single-duration", 8*time.Second, "measured time of each single-stream run")
 	fs.DurationVar(&c.ConcDuration, "conc-duration", 10*time.Second, "measured time of each concurrent run")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each load run")
@@ -72,6 +74,9 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.AgentSecrets, "agent-secrets", 10, "ExternalSecrets the init-agent fetches")
 	fs.IntVar(&c.SyncExternalSecrets, "sync-externalsecrets", 200, "ExternalSecrets of the sync benchmark")
 	fs.IntVar(&c.SyncKeys, "sync-keys", 50, "distinct Vault secrets they read")
+	fs.IntVar(&c.RolloutKeys, "rollout-keys", 12, "rollout step: Vault keys, each read by an ExternalSecret (refreshInterval 1h) whose Secret a Deployment follows")
+	fs.IntVar(&c.RolloutRounds, "rollout-rounds", 2, "rollout step: rounds of writing every key; the write → new ReplicaSet p95 is over rounds × keys writes")
+	fs.IntVar(&c.QuietIntervals, "quiet-intervals", 3, "rollout step: probe intervals (15s) of nothing changing over which value reads are counted")
 	fs.DurationVar(&c.RefreshInterval, "refresh-interval", 20*time.Second, "refreshInterval of the steady-state ExternalSecrets")
 	fs.IntVar(&c.ScaleExternalSecrets, "scale-externalsecrets", 10000, "ExternalSecrets of the scale run")
 	fs.IntVar(&c.ScaleKeys, "scale-keys", 1000, "distinct Vault secrets of the scale run")
@@ -86,6 +91,9 @@ func parseConfig(args []string) (Config, error) {
 	}
 	if c.SyncKeys < 1 || c.SyncKeys > c.SyncExternalSecrets || c.ScaleKeys < c.ScaleNamespaces || c.ScaleKeys > c.ScaleExternalSecrets {
 		errs = append(errs, errors.New("each run needs at least one key, at most one per ExternalSecret, and the scale run one per namespace"))
+	}
+	if c.RolloutKeys < 2 || c.RolloutRounds < 1 || c.QuietIntervals < 1 {
+		errs = append(errs, fmt.Errorf("-rollout-keys %d must be at least 2, -rollout-rounds %d and -quiet-intervals %d at least 1", c.RolloutKeys, c.RolloutRounds, c.QuietIntervals))
 	}
 	if c.RefreshInterval < 5*time.Second {
 		errs = append(errs, fmt.Errorf("-refresh-interval %s is shorter than a sync; use at least 5s", c.RefreshInterval))
@@ -200,7 +208,7 @@ func (s *suite) runSteps(ctx context.Context) error {
 		}
 	}
 	needEnv := false
-	for _, st := range []string{"tls", "apiserver", "agent", "sync", "profile", "scale"} {
+	for _, st := range []string{"tls", "apiserver", "agent", "sync", "rollout", "profile", "scale"} {
 		needEnv = needEnv || s.cfg.step(st)
 	}
 	if !needEnv {
@@ -217,6 +225,7 @@ func (s *suite) runSteps(ctx context.Context) error {
 		{"apiserver", s.apiserver},
 		{"agent", s.agent},
 		{"sync", s.sync},
+		{"rollout", s.rollout},
 		{"profile", s.profileReconciler},
 		{"scale", s.scale},
 	}

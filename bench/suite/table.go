@@ -16,6 +16,7 @@ type target struct {
 
 func atMost(v float64) target  { return target{op: "<=", value: v} }
 func atLeast(v float64) target { return target{op: ">=", value: v} }
+func exactly(v float64) target { return target{op: "==", value: v} }
 
 func (t target) String(unit string) string {
 	switch t.op {
@@ -23,6 +24,8 @@ func (t target) String(unit string) string {
 		return strings.TrimSpace("≤ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit)
 	case ">=":
 		return strings.TrimSpace("≥ " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit)
+	case "==":
+		return strings.TrimSpace("= " + strconv.FormatFloat(t.value, 'f', -1, 64) + " " + unit)
 	}
 	return "—"
 }
@@ -33,6 +36,8 @@ func (t target) met(v float64) bool {
 		return v <= t.value
 	case ">=":
 		return v >= t.value
+	case "==":
+		return v == t.value
 	}
 	return true
 }
