@@ -21,6 +21,8 @@ func TestDecodePod(t *testing.T) {
 			`"containers":[{"name":"a","securityContext":{"runAsUser":0}},{"name":"b","securityContext":{"runAsUser":1000,"privileged":true}}]}}`,
 		"members keyhook skips": `{"apiVersion":"v1","kind":"Pod","status":{"phase":"Pending"},"metadata":{"name":"p","uid":"u","ownerReferences":[{"kind":"ReplicaSet"}]},` +
 			`"spec":{"nodeName":"n","containers":[{"name":"a","env":[{"name":"X","value":"1"}],"volumeMounts":[{"name":"v","mountPath":"/v","readOnly":true}]}],"volumes":[{"name":"v","emptyDir":{}}]}}`,
+		"names with escapes": `{"metadata":{"l\u0061bels":{"policy":"enforce"},"annotations":{"keyhook.dev\/inject":"db"}},` +
+			`"spec":{"containers":[{"n\u0061me":"a","volumeMounts":[{"name":"v","mountP\u0061th":"/v"}]}]}}`,
 		"names in another case": `{"Metadata":{"labels":{"a":"b"}},"metadata":{"Labels":{"x":"y"},"labels":{"policy":"enforce"},"Annotations":{"keyhook.dev/inject":"false"}},` +
 			`"spec":{"Containers":[{"name":"x"}],"containers":[{"Name":"y","name":"a","VolumeMounts":[{"name":"v"}]}],"SecurityContext":{"fsGroup":1}}}`,
 	} {
