@@ -372,27 +372,30 @@ func (r *Reconciler) patchAnnotations(ctx context.Context, obj client.Object, se
 
 // state reads what the decisions need of a namespace: the Secrets and
 // ConfigMaps the template references (all of them when a reload pattern
-// may name others), the ExternalSecrets and the injection inputs. The
-// objects are the caches' own, not copies: they are only read.
+// may name others), the ExternalSecrets its pods get injected and the
+// injection inputs. The Secrets and ConfigMaps are the caches' own, not
+// copies: they are only read.
 func (r *Reconciler) state(ctx context.Context, ns string, sel Selection, tmpl *corev1.PodTemplateSpec) (State, error) {
 	st := State{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}, ExternalSecrets: map[string]*v1alpha1.ExternalSecret{}}
 	var err error
 	if st.Injection, err = injection.Read(ctx, r.Client, ns); err != nil {
 		return st, err
 	}
-	esList := &v1alpha1.ExternalSecretList{}
-	if err := r.Client.List(ctx, esList, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-		return st, err
-	}
-	for i := range esList.Items {
-		st.ExternalSecrets[esList.Items[i].Name] = &esList.Items[i]
-	}
 	refs := ReferencesOf(&tmpl.Spec)
 	secretNames := maps.Clone(refs.Secrets)
+	// Only the injected ExternalSecrets are read (Current), each by name:
+	// listing the namespace's, at every change of any Secret it holds,
+	// made the initial sync of n ExternalSecrets allocate n² copies.
 	for name := range InjectedExternalSecrets(ns, st.Injection, tmpl) {
-		if es, ok := st.ExternalSecrets[name]; ok {
-			secretNames[es.TargetName()] = true
+		es := &v1alpha1.ExternalSecret{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, es); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return st, err
 		}
+		st.ExternalSecrets[name] = es
+		secretNames[es.TargetName()] = true
 	}
 	if len(sel.Secrets.Reload) > 0 {
 		list := &corev1.SecretList{}
