@@ -32,6 +32,9 @@ import (
 // otherwise.
 const DefaultVersionProbeInterval = 15 * time.Second
 
+// probeTimeout is the least time a probe is given, whatever the interval.
+const probeTimeout = 10 * time.Second
+
 // ReasonVersionProbeUnavailable is the reason of the event that says an
 // ExternalSecret, or a part of it, is refreshed only every refreshInterval.
 const ReasonVersionProbeUnavailable = "VersionProbeUnavailable"
@@ -488,7 +491,10 @@ func (p *VersionProber) probe(ctx context.Context, k *keyState) {
 	}
 	provider := "unknown"
 	start := p.Clock.Now()
-	version, at, err := p.currentVersion(ctx, es, &provider)
+	// A provider that hangs holds up one worker for an interval at most.
+	pctx, cancel := context.WithTimeout(ctx, max(p.Interval, probeTimeout))
+	defer cancel()
+	version, at, err := p.currentVersion(pctx, es, &provider)
 	if at.IsZero() {
 		at = start // not found, which is a version too, since then
 	}
