@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -488,5 +489,28 @@ func TestReadCacheReadsAfterTheObservedVersion(t *testing.T) {
 	}
 	if _, reads := sync(t2); reads != 0 {
 		t.Errorf("a second sync woken by the same change read %d values, want 0 (shared after the change)", reads)
+	}
+}
+
+func TestProbePlan(t *testing.T) {
+	src := func(version v1alpha1.VaultKVVersion) *resolve.Source {
+		return &resolve.Source{StoreKind: v1alpha1.SecretStoreKindNamespaced, StoreName: "vault", Store: &v1alpha1.SecretStoreSpec{
+			Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{Server: "https://vault", Version: version}},
+		}}
+	}
+	es := func(refresh time.Duration) *v1alpha1.ExternalSecret {
+		return &v1alpha1.ExternalSecret{Spec: v1alpha1.ExternalSecretSpec{
+			RefreshInterval: &metav1.Duration{Duration: refresh},
+			Data:            []v1alpha1.ExternalSecretData{{SecretKey: "a", RemoteRef: v1alpha1.RemoteRef{Key: "app/db"}}},
+		}}
+	}
+	if follow, keys, why := probePlan(es(time.Hour), src(v1alpha1.VaultKVv2)); !follow || !slices.Equal(keys, []string{"app/db"}) || why != "" {
+		t.Errorf("KV v2: follow %t, keys %q, %q; want app/db probed", follow, keys, why)
+	}
+	if follow, keys, why := probePlan(es(time.Hour), src(v1alpha1.VaultKVv1)); !follow || len(keys) != 0 || !strings.Contains(why, "KV v1") {
+		t.Errorf("KV v1: follow %t, keys %q, %q; want nothing probed, and why", follow, keys, why)
+	}
+	if follow, _, _ := probePlan(es(0), src(v1alpha1.VaultKVv2)); follow {
+		t.Error("refreshInterval 0 (sync once) is followed by probes")
 	}
 }

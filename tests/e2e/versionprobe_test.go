@@ -118,6 +118,43 @@ func TestVersionProbeRollsWithoutReadingValues(t *testing.T) {
 	assertNoValues(ctx, t, ns, v1, v2)
 }
 
+// TestVersionProbeRollsInjectedFiles: an ExternalSecret injected into
+// files only (creationPolicy None, refreshInterval 1h) is followed by its
+// remote version: a value written to Vault rolls the Deployment that injects
+// it, and no value of the key is ever read by the controller.
+func TestVersionProbeRollsInjectedFiles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	auditLog := enableAudit(ctx, t)
+	ns := tenant(ctx, t, "probe-files")
+	key := ns + "/db"
+	v1, v2 := secretValue(t, "password-1"), secretValue(t, "password-2")
+	if err := vault.Put(ctx, key, map[string]any{"password": v1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, externalSecret(ns, "db-files", v1alpha1.ExternalSecretSpec{
+		RefreshInterval: &metav1.Duration{Duration: time.Hour},
+		Target:          v1alpha1.ExternalSecretTarget{CreationPolicy: v1alpha1.CreationPolicyNone},
+		Data:            []v1alpha1.ExternalSecretData{data("password", key, "password", "")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	waitForES(ctx, t, ns, "db-files", "Ready", readyIs(metav1.ConditionTrue, "SecretSynced"))
+	if err := cluster.Client.Create(ctx, deployment(ns, "files", annotated("keyhook.dev/rollout", "auto"), injecting("db-files"))); err != nil {
+		t.Fatal(err)
+	}
+	waitRecorded(ctx, t, ns, "files", "externalsecret/db-files")
+	waitReplicaSets(ctx, t, ns, "files", 1)
+	if err := vault.Put(ctx, key, map[string]any{"password": v2}); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicaSets(ctx, t, ns, "files", 2)
+	if got := auditReads(t, auditLog, "secret/data/"+key); got != 0 {
+		t.Errorf("Vault served %d value reads of a key only injected (creationPolicy None), want 0", got)
+	}
+	assertNoValues(ctx, t, ns, v1, v2)
+}
+
 // TestVersionProbeFollowsAfterRestart: an ExternalSecret synced before the
 // controller restarts, not due for an hour, is probed by the new process
 // (which records the version first), and a value written afterwards
