@@ -89,7 +89,7 @@ func (e *notFound) Status() metav1.Status {
 // benchInjector is the webhook's pod injector as cmd/webhook wires it,
 // reading the namespace, the store and the two ExternalSecrets of the
 // fixture pod from a cache, and logging as the binary does (JSON, info).
-func benchInjector(b *testing.B) (*keyhookadmission.PodInjector, context.Context, *loadgen.Review) {
+func benchInjector(b testing.TB) (*keyhookadmission.PodInjector, context.Context, *loadgen.Review) {
 	b.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -188,5 +188,29 @@ func benchmarkHTTP(b *testing.B, handler func(*keyhookadmission.PodInjector) htt
 	b.ResetTimer()
 	for b.Loop() {
 		serve()
+	}
+}
+
+// TestBenchmarkPodSameAsBefore sends the benchmarks' pod (bench/fixture, as
+// the API server sends it) to the injector as the benchmarks wire it, and
+// checks the answer against the whole-pod decode with Apply and Patch, and
+// the HTTP answer against controller-runtime's webhook.Admission: what the
+// benchmarks measure is the same admission as before, only faster.
+func TestBenchmarkPodSameAsBefore(t *testing.T) {
+	h, _, review := benchInjector(t)
+	full, _, _ := benchInjector(t)
+	keyhookadmission.FullDecode(full)
+	body := review.Body(nil, "2f0b7a9e-3c1d-4e5f-8a6b-7c8d9e0f1a2b")
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &ar); err != nil {
+		t.Fatal(err)
+	}
+	sameAsFullDecode(t, h, full, admission.Request{AdmissionRequest: *ar.Request})
+	got := sameReviewAsControllerRuntime(t, h, "application/json", body, true)
+	if got.Patch == nil {
+		t.Fatal("the benchmarks' pod is not injected")
+	}
+	if err := loadgen.NewChecker(review, fixture.InjectedNames).Check(serveReviewBytes(t, h, body), "2f0b7a9e-3c1d-4e5f-8a6b-7c8d9e0f1a2b"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -30,9 +30,14 @@ type answer struct {
 	Patch            any
 }
 
-// serveReview posts body to handler as the API server does and reads the
-// AdmissionReview it answers with.
-func serveReview(t *testing.T, handler http.Handler, contentType string, body []byte) answer {
+// serveReviewBytes posts body to handler as the API server does and returns
+// the body of the answer.
+func serveReviewBytes(t *testing.T, handler http.Handler, body []byte) []byte {
+	t.Helper()
+	return post(t, handler, "application/json", body)
+}
+
+func post(t *testing.T, handler http.Handler, contentType string, body []byte) []byte {
 	t.Helper()
 	var rd io.Reader // nil: http.NoBody
 	if body != nil {
@@ -42,9 +47,17 @@ func serveReview(t *testing.T, handler http.Handler, contentType string, body []
 	r.Header.Set("Content-Type", contentType)
 	w := httptest.NewRecorder()
 	handler.ServeHTTP(w, r)
+	return w.Body.Bytes()
+}
+
+// serveReview posts body to handler as the API server does and reads the
+// AdmissionReview it answers with.
+func serveReview(t *testing.T, handler http.Handler, contentType string, body []byte) answer {
+	t.Helper()
+	out := post(t, handler, contentType, body)
 	var ar admissionv1.AdmissionReview
-	if err := json.Unmarshal(w.Body.Bytes(), &ar); err != nil {
-		t.Fatalf("the answer is no AdmissionReview: %v\n%s", err, w.Body.Bytes())
+	if err := json.Unmarshal(out, &ar); err != nil {
+		t.Fatalf("the answer is no AdmissionReview: %v\n%s", err, out)
 	}
 	a := answer{APIVersion: ar.APIVersion, Kind: ar.Kind, Response: ar.Response}
 	if ar.Response != nil && len(ar.Response.Patch) > 0 {
