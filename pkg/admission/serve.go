@@ -106,7 +106,7 @@ func (h *PodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer r.Body.Close()
 	limited := &io.LimitedReader{R: r.Body, N: maxReviewSize}
-	body, err := io.ReadAll(limited)
+	body, err := readBody(limited, r.ContentLength)
 	if err != nil {
 		admissionLog.Error(err, "unable to read the body from the incoming request")
 		writeReview(w, "", admission.Errored(http.StatusBadRequest, err))
@@ -152,6 +152,28 @@ func (h *PodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeReview(w, in.APIVersion, h.serve(ctx, req, view))
+}
+
+// readBody reads r, which holds size bytes when size is not -1: in one
+// buffer of that size (io.ReadAll grows its buffer step by step, a dozen
+// KB of garbage for a 6 KB review), else as io.ReadAll does.
+func readBody(r *io.LimitedReader, size int64) ([]byte, error) {
+	if size <= 0 || size > r.N {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, to see the end: net/http ends the body
+	// there.
+	b := make([]byte, size+1)
+	n, err := io.ReadFull(r, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		return b[:n], nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// More than announced (a reader that is not net/http's): the rest too.
+	rest, err := io.ReadAll(r)
+	return append(b, rest...), err
 }
 
 // serve is Handle completed as the API server reads it, with a panic

@@ -189,3 +189,35 @@ func TestServeHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestServeHTTPReadsTheWholeBody sends the same review with a
+// Content-Length that is right, unknown (chunked), too small and too large:
+// the handler reads the body to its end whatever it was told, and answers
+// as for the right length.
+func TestServeHTTPReadsTheWholeBody(t *testing.T) {
+	h := fuzzInjector(t)
+	body := reviewBody(t, "admission.k8s.io/v1", fuzzPod(shape{0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 1}, "db", "", "", ""), "team-a")
+	want := serveReview(t, h, "application/json", body)
+	if want.Patch == nil {
+		t.Fatalf("not injected: %+v", want.Response)
+	}
+	for _, length := range []int64{int64(len(body)), -1, int64(len(body)) - 100, int64(len(body)) + 100} {
+		r := httptest.NewRequestWithContext(log.IntoContext(context.Background(), quiet), http.MethodPost, keyhookadmission.PodPath, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.ContentLength = length
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var ar admissionv1.AdmissionReview
+		if err := json.Unmarshal(w.Body.Bytes(), &ar); err != nil {
+			t.Fatalf("Content-Length %d: the answer is no AdmissionReview: %v\n%s", length, err, w.Body.Bytes())
+		}
+		var patch any
+		if err := json.Unmarshal(ar.Response.Patch, &patch); err != nil {
+			t.Fatalf("Content-Length %d: %v: %+v", length, err, ar.Response)
+		}
+		ar.Response.Patch = nil
+		if diff := cmp.Diff(want, answer{APIVersion: ar.APIVersion, Kind: ar.Kind, Response: ar.Response, Patch: patch}); diff != "" {
+			t.Errorf("Content-Length %d of %d (-right +this):\n%s", length, len(body), diff)
+		}
+	}
+}
