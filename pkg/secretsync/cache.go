@@ -48,8 +48,6 @@ func currentDataHash(existing *corev1.Secret) string {
 
 // withoutCacheKeys returns s without what only keyhook's cache adds.
 func withoutCacheKeys(s *corev1.Secret) *corev1.Secret {
-	if _, ok := s.Annotations[cachedDataHashKey]; ok {
-		delete(s.Annotations, cachedDataHashKey)
-	}
+	delete(s.Annotations, cachedDataHashKey)
 	return s
 }
