@@ -120,8 +120,8 @@ test: verify testenv build ## Run every test: unit, package, end-to-end against 
 # make bench: the benchmark suite of bench/suite (~5 minutes): one table,
 # also written to bench/results.md. BENCH_PROFILE=dir writes CPU and heap
 # profiles of the admission path and the reconciler; BENCH_FLAGS passes flags
-# (go run ./bench/suite -h). make bench-scale adds 10,000 ExternalSecrets and
-# 50,000 other Secrets. Neither is part of make test.
+# (go run ./bench/suite -h). make bench-scale adds 10,000 ExternalSecrets,
+# 50,000 other Secrets and 20,000 ConfigMaps. Neither is part of make test.
 BENCH_FLAGS ?=
 bench: testenv build ## Run the benchmark suite and print its table (bench/results.md).
 	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \

@@ -54,6 +54,7 @@ type Config struct {
 	RefreshInterval                      time.Duration
 	ScaleExternalSecrets, ScaleKeys      int
 	ScaleSecrets, ScaleNamespaces        int
+	ScaleConfigMaps                      int
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -81,6 +82,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.ScaleExternalSecrets, "scale-externalsecrets", 10000, "ExternalSecrets of the scale run")
 	fs.IntVar(&c.ScaleKeys, "scale-keys", 1000, "distinct Vault secrets of the scale run")
 	fs.IntVar(&c.ScaleSecrets, "scale-secrets", 50000, "unrelated Secrets in the cluster during the scale run")
+	fs.IntVar(&c.ScaleConfigMaps, "scale-configmaps", 20000, "unrelated ConfigMaps in the cluster during the scale run (the rollouts follow every Secret and ConfigMap)")
 	fs.IntVar(&c.ScaleNamespaces, "scale-namespaces", 10, "namespaces the scale run spreads its ExternalSecrets over")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -10,8 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// scale is `make bench-scale`: ScaleSecrets unrelated Secrets in the
-// cluster, ScaleExternalSecrets ExternalSecrets over ScaleKeys Vault secrets
+// scale is `make bench-scale`: ScaleSecrets unrelated Secrets and
+// ScaleConfigMaps ConfigMaps in the cluster (the rollouts' cache follows
+// every one, without its data), ScaleExternalSecrets ExternalSecrets over ScaleKeys Vault secrets
 // created while no reconciler runs; then a fresh reconciler's initial sync,
 // its provider reads and its peak RSS.
 func (s *suite) scale(ctx context.Context) error {
@@ -44,8 +45,22 @@ func (s *suite) scale(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		per = s.cfg.ScaleConfigMaps / nsCount
+		if i < s.cfg.ScaleConfigMaps%nsCount {
+			per++
+		}
+		configMaps := e.clientset.CoreV1().ConfigMaps(ns)
+		if err := parallel(ctx, 32, per, func(j int) error {
+			_, err := configMaps.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("noise-%05d", j), Labels: map[string]string{"app": "noise"}},
+				Data:       map[string]string{"config": filler},
+			}, metav1.CreateOptions{})
+			return err
+		}); err != nil {
+			return err
+		}
 	}
-	logf("%d unrelated Secrets created in %s", s.cfg.ScaleSecrets, time.Since(start).Round(time.Second))
+	logf("%d unrelated Secrets and %d ConfigMaps created in %s", s.cfg.ScaleSecrets, s.cfg.ScaleConfigMaps, time.Since(start).Round(time.Second))
 	start = time.Now()
 	set, err := s.makeSyncSet(ctx, "bench-scale", nsCount, s.cfg.ScaleExternalSecrets/nsCount, s.cfg.ScaleKeys/nsCount, time.Hour)
 	if err != nil {
@@ -56,7 +71,7 @@ func (s *suite) scale(ctx context.Context) error {
 
 	initial := s.add(&figure{name: fmt.Sprintf("scale: initial sync of %d ExternalSecrets (%d Vault keys), start → all Ready", n, keys), unit: "s", target: atMost(60)})
 	reads := s.add(&figure{name: "scale: provider reads in that initial sync", unit: "reads", target: atMost(float64(keys))})
-	rss := s.add(&figure{name: fmt.Sprintf("scale: reconciler peak RSS (VmHWM) with %d ExternalSecrets and %d other Secrets", n, s.cfg.ScaleSecrets), unit: "MiB", target: atMost(150)})
+	rss := s.add(&figure{name: fmt.Sprintf("scale: reconciler peak RSS (VmHWM) with %d ExternalSecrets, %d other Secrets and %d ConfigMaps", n, s.cfg.ScaleSecrets, s.cfg.ScaleConfigMaps), unit: "MiB", target: atMost(150)})
 	start = time.Now()
 	rec, err := e.startReconciler(ctx)
 	if err != nil {
