@@ -19,9 +19,8 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
-	"github.com/keyhook/keyhook/pkg/providers"
-	kstore "github.com/keyhook/keyhook/pkg/store"
-	"github.com/keyhook/keyhook/pkg/store/driver"
+	"github.com/keyhook/keyhook/pkg/providers/agentlogins"
+	"github.com/keyhook/keyhook/pkg/store/driver/agentdriver"
 )
 
 // Config of one agent run.
@@ -122,13 +121,13 @@ func Run(ctx context.Context, cfg Config) error {
 // providers an agent has depends on its build (Built): a store of a provider
 // it lacks fails at once, naming the image to use instead.
 func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provider, error) {
-	for _, c := range providers.Connectors() {
-		if c.Planned(store) {
-			return c.Agent(ctx, store, driver.AgentEnv{Root: cfg.Root, Getenv: cfg.Getenv})
+	for _, l := range agentlogins.All() {
+		if l.Planned(store) {
+			return l.Login(ctx, store, agentdriver.Env{Root: cfg.Root, Getenv: cfg.Getenv})
 		}
 	}
-	if p := kstore.All().Planned(store); p != nil {
-		return nil, notBuilt(p.Name())
+	if name := store.Provider(); name != "" {
+		return nil, notBuilt(name)
 	}
 	return nil, fmt.Errorf("no provider this agent supports: %w", fetch.ErrInvalid)
 }
@@ -137,8 +136,8 @@ func NewProvider(ctx context.Context, store plan.Store, cfg Config) (fetch.Provi
 // aws, gcpsm; all, or none, builds every one), by their plan.Provider names.
 func Built() []string {
 	var out []string
-	for _, c := range providers.Connectors() {
-		out = append(out, c.Name())
+	for _, l := range agentlogins.All() {
+		out = append(out, l.Name)
 	}
 	return out
 }

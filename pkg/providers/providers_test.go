@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyhook/keyhook/pkg/providers"
+	"github.com/keyhook/keyhook/pkg/providers/agentlogins"
 	"github.com/keyhook/keyhook/pkg/store"
 )
 
@@ -23,6 +24,16 @@ func TestEveryProviderIsConnected(t *testing.T) {
 	}
 	if want := store.All().Names(); !slices.Equal(got, want) {
 		t.Errorf("connected providers = %v, want pkg/store's %v", got, want)
+	}
+	got = nil
+	for _, l := range agentlogins.All() {
+		if l.Planned == nil || l.Login == nil {
+			t.Errorf("%s: agent login without its functions", l.Name)
+		}
+		got = append(got, l.Name)
+	}
+	if want := store.All().Names(); !slices.Equal(got, want) {
+		t.Errorf("the agent's providers = %v, want pkg/store's %v", got, want)
 	}
 }
 

@@ -30,7 +30,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
-	storeaws "github.com/keyhook/keyhook/pkg/store/aws"
+	storeaws "github.com/keyhook/keyhook/pkg/store/aws/awsagent"
 )
 
 // Services, as the store spec names them.

@@ -38,7 +38,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
-	storegcpsm "github.com/keyhook/keyhook/pkg/store/gcpsm"
+	storegcpsm "github.com/keyhook/keyhook/pkg/store/gcpsm/gcpsmagent"
 )
 
 // DefaultEndpoint is Secret Manager's global endpoint.

@@ -20,7 +20,7 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
-	storevault "github.com/keyhook/keyhook/pkg/store/vault"
+	storevault "github.com/keyhook/keyhook/pkg/store/vault/vaultagent"
 )
 
 // Config says how to reach one KV mount and how to authenticate; it is

@@ -1,7 +1,8 @@
 // Package aws is everything keyhook knows of an AWS store (Secrets Manager,
 // SSM Parameter Store) without AWS's SDK: its defaults, its capabilities,
 // the agent's plan and the logins of the sync and the agent. The SDK client
-// is pkg/fetch/aws.
+// is pkg/fetch/aws. What the init-agent needs (the login from the plan, the
+// Config) is in awsagent, which links no CRD type.
 package aws
 
 import (
@@ -13,78 +14,36 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/store/aws/awsagent"
 	"github.com/keyhook/keyhook/pkg/store/driver"
 )
 
 // DefaultAudience is the audience of the service-account token exchanged
 // for a role (spec.provider.aws.auth.jwt.audience), as IRSA's. The CRD's
 // marker writes the same (TestDefaultsMatchTheCRD).
-const DefaultAudience = "sts.amazonaws.com"
+const DefaultAudience = awsagent.DefaultAudience
 
 // Services, as the store spec names them.
 const (
-	ServiceSecretsManager = string(v1alpha1.AWSSecretsManager)
-	ServiceParameterStore = string(v1alpha1.AWSParameterStore)
+	ServiceSecretsManager = awsagent.ServiceSecretsManager
+	ServiceParameterStore = awsagent.ServiceParameterStore
 )
 
 // Config says which AWS service to read, where, and as whom: what
 // pkg/fetch/aws.New logs in with.
-type Config struct {
-	// Service is ServiceSecretsManager or ServiceParameterStore.
-	Service string
-	// Region, e.g. eu-west-1.
-	Region string
-	// Endpoint overrides the service endpoint (VPC endpoints, FIPS,
-	// tests); https:// only. Empty means the regional endpoint.
-	Endpoint string
-	// STSEndpoint overrides the STS endpoint used for web identity and
-	// AssumeRole; https:// only. Empty means the regional STS endpoint.
-	STSEndpoint string
-	// CABundle is PEM, trusted for both endpoints instead of the system
-	// roots; empty means the system roots.
-	CABundle []byte
-	// RoleARN, when set, is assumed (STS AssumeRole) with the credentials
-	// of Static or WebIdentity, and secrets are read as that role.
-	RoleARN string
-
-	// Exactly one of Static and WebIdentity is set.
-
-	// Static are access keys.
-	Static *StaticKeys
-	// WebIdentity exchanges a token for a role's credentials.
-	WebIdentity *WebIdentity
-
-	// SessionName names the role sessions (web identity and AssumeRole)
-	// in CloudTrail, e.g. "keyhook-<namespace>-<name>". Characters STS
-	// does not accept become '-', and it is cut to 64 characters. Empty
-	// means "keyhook".
-	SessionName string
-}
+type Config = awsagent.Config
 
 // StaticKeys are AWS access keys.
-type StaticKeys struct {
-	AccessKeyID     string
-	SecretAccessKey string
-	// SessionToken is set for temporary keys only.
-	SessionToken string
-}
+type StaticKeys = awsagent.StaticKeys
 
 // WebIdentity is STS AssumeRoleWithWebIdentity, as IRSA does it.
-type WebIdentity struct {
-	// RoleARN is the role the token is exchanged for.
-	RoleARN string
-	// Token is the JWT presented to STS: a projected service-account
-	// token whose audience the role trusts (sts.amazonaws.com).
-	Token string
-}
+type WebIdentity = awsagent.WebIdentity
 
-// Provider is the AWS provider (driver.Logins[Config]).
-type Provider struct{}
+// Provider is the AWS provider (driver.Logins[Config]); its agent's login
+// (Name, Planned, AgentConfig) is awsagent's.
+type Provider struct{ awsagent.Agent }
 
 var _ driver.Logins[Config] = Provider{}
-
-// Name implements driver.Provider.
-func (Provider) Name() string { return plan.ProviderAWS }
 
 // Title implements driver.Provider.
 func (Provider) Title() string { return "AWS" }
@@ -92,20 +51,14 @@ func (Provider) Title() string { return "AWS" }
 // Configured implements driver.Provider.
 func (Provider) Configured(spec *v1alpha1.SecretStoreSpec) bool { return spec.Provider.AWS != nil }
 
-// Planned implements driver.Provider.
-func (Provider) Planned(s plan.Store) bool { return s.AWS != nil }
-
 // Defaults implements driver.Provider.
 func (Provider) Defaults() map[string]string {
 	return map[string]string{"auth.jwt.audience": DefaultAudience}
 }
 
-// Capabilities declares what a store of service (ServiceSecretsManager or
-// ServiceParameterStore) can do: find by name prefix (Parameter Store: by
-// path, recursively) and versions, on both.
-func Capabilities(string) fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true}, VersionProbe: true}
-}
+// Capabilities declares what a store of service can do
+// (awsagent.Capabilities).
+func Capabilities(service string) fetch.Capabilities { return awsagent.Capabilities(service) }
 
 // Capabilities implements driver.Provider.
 func (Provider) Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
@@ -236,30 +189,4 @@ func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.
 	}
 	out.AWS = pa
 	return nil
-}
-
-// AgentConfig implements driver.Logins.
-func (Provider) AgentConfig(s plan.Store, env driver.AgentEnv) (Config, error) {
-	a := s.AWS
-	ac := Config{
-		Service: a.Service, Region: a.Region, Endpoint: a.Endpoint, STSEndpoint: a.STSEndpoint,
-		CABundle: []byte(a.CABundle), RoleARN: a.RoleARN, SessionName: a.SessionName,
-	}
-	if w := a.WebIdentity; w != nil {
-		jwt, err := env.Token(w.TokenPath)
-		if err != nil {
-			return Config{}, err
-		}
-		ac.WebIdentity = &WebIdentity{RoleARN: w.RoleARN, Token: jwt}
-		return ac, nil
-	}
-	keys := &StaticKeys{AccessKeyID: env.Env(a.AccessKeyIDEnv), SecretAccessKey: env.Env(a.SecretAccessKeyEnv)}
-	if a.SessionTokenEnv != "" {
-		keys.SessionToken = env.Env(a.SessionTokenEnv)
-	}
-	if keys.AccessKeyID == "" || keys.SecretAccessKey == "" {
-		return Config{}, fmt.Errorf("environment variables %s and %s (the store's access key Secret) must not be empty: %w", a.AccessKeyIDEnv, a.SecretAccessKeyEnv, fetch.ErrInvalid)
-	}
-	ac.Static = keys
-	return ac, nil
 }

@@ -86,3 +86,11 @@ func TestSyncConfig(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The services awsagent names (without the CRD types) are the CRD's: the
+// agent reads the plan's service by these names.
+func TestServicesMatchTheCRD(t *testing.T) {
+	if aws.ServiceSecretsManager != string(v1alpha1.AWSSecretsManager) || aws.ServiceParameterStore != string(v1alpha1.AWSParameterStore) {
+		t.Errorf("services %q, %q; the CRD's are %q, %q", aws.ServiceSecretsManager, aws.ServiceParameterStore, v1alpha1.AWSSecretsManager, v1alpha1.AWSParameterStore)
+	}
+}

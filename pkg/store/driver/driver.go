@@ -5,7 +5,12 @@
 // A provider is two packages:
 //
 //   - pkg/store/<name>, which links no SDK (the admission webhook imports
-//     it): a type that implements Provider and Logins — its defaults (once;
+//     it), with its subpackage pkg/store/<name>/<name>agent, which links no
+//     CRD type or Kubernetes library either (the init-agent imports it, and
+//     a test checks the one-provider agents link no k8s.io package): the
+//     agent's login (plan → Config), the Config, the defaults that are plain
+//     strings and the capabilities live there, and pkg/store/<name>'s
+//     Provider embeds its agentdriver.Logins. Together they are a type that implements Provider and Logins — its defaults (once;
 //     pkg/store's TestDefaultsMatchTheCRD compares them with the CRD's
 //     kubebuilder markers), its capabilities, the agent's plan for a store
 //     (CRD → plan), the login of the sync (CRD → its Config, with the
@@ -19,8 +24,9 @@
 // Adding a provider is those two folders, its field in
 // v1alpha1.SecretStoreProvider and plan.Store (the API and the agent's
 // versioned wire contract, with what plan.Validate checks of it), one line
-// in pkg/store.All, and its build-tagged join in pkg/providers (a file and
-// its stub, one call in Connectors) with its tag in the others' build
+// in pkg/store.All, and its build-tagged joins in pkg/providers and
+// pkg/providers/agentlogins (a file and its stub each, one call in
+// Connectors and in All) with its tag in the others' build
 // constraints, the Makefile's AGENT_PROVIDERS and pkg/imagebuild's images:
 // the init-agent is built per provider. Everything else — the sync, the
 // webhook's plan, validation and --agent-image-<name> flag, the health
@@ -30,15 +36,13 @@ package driver
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
+	"github.com/keyhook/keyhook/pkg/store/driver/agentdriver"
 )
 
 // Source is an ExternalSecret with the store it reads from (pkg/resolve
@@ -106,13 +110,13 @@ type Provider interface {
 
 // Logins is a Provider that turns a store into its SDK client's Config:
 // for the sync, with the credentials the store names read, and for the
-// agent, from the plan and the pod's environment.
+// agent, from the plan and the pod's environment (agentdriver.Logins, the
+// part the init-agent links).
 type Logins[C any] interface {
 	Provider
+	agentdriver.Logins[C]
 	// SyncConfig is the Config the sync logs in with for src.
 	SyncConfig(ctx context.Context, src *Source, creds SyncCredentials) (C, error)
-	// AgentConfig is the Config the init-agent logs in with for s.
-	AgentConfig(s plan.Store, env AgentEnv) (C, error)
 }
 
 // PodCredentials are the credentials an injected pod's agent can use,
@@ -140,24 +144,7 @@ type SyncCredentials interface {
 }
 
 // AgentEnv is the init-agent's view of its pod.
-type AgentEnv struct {
-	// Root prefixes every path of the plan ("" in a pod).
-	Root string
-	// Getenv reads the agent's environment.
-	Getenv func(string) string
-}
-
-// Token reads the projected token at path.
-func (e AgentEnv) Token(path string) (string, error) {
-	jwt, err := os.ReadFile(filepath.Join(e.Root, path))
-	if err != nil {
-		return "", fmt.Errorf("reading the pod's service-account token: %w", err)
-	}
-	return strings.TrimSpace(string(jwt)), nil
-}
-
-// Env reads an env var, trimmed.
-func (e AgentEnv) Env(name string) string { return strings.TrimSpace(e.Getenv(name)) }
+type AgentEnv = agentdriver.Env
 
 // Connector is a Provider joined to its SDK client.
 type Connector struct {
@@ -174,26 +161,16 @@ type Connector struct {
 
 // Connect joins p to the constructor of its SDK client.
 func Connect[C any, P fetch.Provider](p Logins[C], newProvider func(context.Context, C) (P, error)) Connector {
-	connect := func(ctx context.Context, cfg C, err error) (fetch.Provider, error) {
-		if err != nil {
-			return nil, err
-		}
-		client, err := newProvider(ctx, cfg)
-		if err != nil {
-			return nil, err // no typed nil in the interface
-		}
-		return client, nil
-	}
 	return Connector{
 		Provider: p,
 		Sync: func(ctx context.Context, src *Source, creds SyncCredentials) (fetch.Provider, error) {
 			cfg, err := p.SyncConfig(ctx, src, creds)
-			return connect(ctx, cfg, err)
+			if err != nil {
+				return nil, err
+			}
+			return agentdriver.NewClient(ctx, cfg, newProvider)
 		},
-		Agent: func(ctx context.Context, s plan.Store, env AgentEnv) (fetch.Provider, error) {
-			cfg, err := p.AgentConfig(s, env)
-			return connect(ctx, cfg, err)
-		},
+		Agent: agentdriver.Connect(p, newProvider).Login,
 	}
 }
 

@@ -1,62 +1,32 @@
 // Package gcpsm is everything keyhook knows of a Google Secret Manager store
 // without Google's SDK: its capabilities, the agent's plan and the logins of
-// the sync and the agent. The SDK client is pkg/fetch/gcpsm.
+// the sync and the agent. The SDK client is pkg/fetch/gcpsm. What the
+// init-agent needs (the login from the plan, the Config) is in gcpsmagent,
+// which links no CRD type.
 package gcpsm
 
 import (
 	"context"
 	"fmt"
 
-	"golang.org/x/oauth2"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/pkg/store/driver"
+	"github.com/keyhook/keyhook/pkg/store/gcpsm/gcpsmagent"
 )
 
 // Config says which project to read, where, and as whom: what
 // pkg/fetch/gcpsm.New logs in with.
-type Config struct {
-	// ProjectID is the project that secret IDs without a
-	// "projects/<project>/" prefix are read from: a project ID
-	// (my-project) or number (123456789012). Required.
-	ProjectID string
-	// Endpoint is the host:port of Secret Manager (a Private Service
-	// Connect endpoint, tests). TLS is always used. Empty means
-	// pkg/fetch/gcpsm.DefaultEndpoint.
-	Endpoint string
-	// CABundle is PEM, trusted for Endpoint instead of the system roots,
-	// and for the token endpoint in addition to them. Empty means the
-	// system roots.
-	CABundle []byte
-	// CredentialsJSON is a service-account key file (JSON, type
-	// "service_account"). Access tokens are requested with it from its
-	// token_uri (Google's token endpoint, normally). Empty means
-	// application default credentials: on GKE, workload identity.
-	CredentialsJSON []byte
-	// TokenSource, when set, supplies the access tokens instead of
-	// CredentialsJSON or application default credentials (which must then
-	// be empty). It is meant for tests and for callers that mint tokens
-	// themselves; it should cache its tokens, as oauth2.ReuseTokenSource
-	// does.
-	TokenSource oauth2.TokenSource
-	// OwnProjectOnly refuses keys and versions that name another project
-	// than ProjectID (as written there), with fetch.ErrAccessDenied. Set
-	// it when the identity is shared by many tenants (keyhook's own, for a
-	// ClusterSecretStore), so that a full name cannot reach every project
-	// that identity can read.
-	OwnProjectOnly bool
-}
+type Config = gcpsmagent.Config
 
-// Provider is the Google Secret Manager provider (driver.Logins[Config]).
-type Provider struct{}
+// Provider is the Google Secret Manager provider (driver.Logins[Config]);
+// its agent's login (Name, Planned, AgentConfig) is gcpsmagent's.
+type Provider struct{ gcpsmagent.Agent }
 
 var _ driver.Logins[Config] = Provider{}
-
-// Name implements driver.Provider.
-func (Provider) Name() string { return plan.ProviderGCPSM }
 
 // Title implements driver.Provider.
 func (Provider) Title() string { return "Google Secret Manager" }
@@ -64,17 +34,12 @@ func (Provider) Title() string { return "Google Secret Manager" }
 // Configured implements driver.Provider.
 func (Provider) Configured(spec *v1alpha1.SecretStoreSpec) bool { return spec.Provider.GCPSM != nil }
 
-// Planned implements driver.Provider.
-func (Provider) Planned(s plan.Store) bool { return s.GCPSM != nil }
-
 // Defaults implements driver.Provider: a Google store has none.
 func (Provider) Defaults() map[string]string { return map[string]string{} }
 
-// Capabilities declares what a Google Secret Manager store can do: find by
-// name prefix, name and labels (tags), and versions.
-func Capabilities() fetch.Capabilities {
-	return fetch.Capabilities{Find: fetch.FindCapabilities{Path: true, Name: true, Tags: true}, VersionProbe: true}
-}
+// Capabilities declares what a Google Secret Manager store can do
+// (gcpsmagent.Capabilities).
+func Capabilities() fetch.Capabilities { return gcpsmagent.Capabilities() }
 
 // Capabilities implements driver.Provider.
 func (Provider) Capabilities(*v1alpha1.SecretStoreSpec) fetch.Capabilities { return Capabilities() }
@@ -150,20 +115,4 @@ func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.
 	}
 	out.GCPSM = pg
 	return nil
-}
-
-// AgentConfig implements driver.Logins: the service-account key from the
-// init container's env (a secretKeyRef of the pod's namespace), or else
-// application default credentials: on GKE, the pod's workload identity.
-func (Provider) AgentConfig(s plan.Store, env driver.AgentEnv) (Config, error) {
-	g := s.GCPSM
-	gc := Config{ProjectID: g.ProjectID, Endpoint: g.Endpoint, CABundle: []byte(g.CABundle)}
-	if g.CredentialsEnv != "" {
-		key := env.Env(g.CredentialsEnv)
-		if key == "" {
-			return Config{}, fmt.Errorf("environment variable %s (the store's service-account key Secret) is empty: %w", g.CredentialsEnv, fetch.ErrInvalid)
-		}
-		gc.CredentialsJSON = []byte(key)
-	}
-	return gc, nil
 }

@@ -1,7 +1,8 @@
 // Package vault is everything keyhook knows of a Vault (or OpenBao) store
 // without Vault's SDK: its defaults, its capabilities, the agent's plan and
 // the logins of the sync and the agent, and its checks of ExternalSecrets.
-// The SDK client is pkg/fetch/vault.
+// The SDK client is pkg/fetch/vault. What the init-agent needs (the login
+// from the plan, the Config) is in vaultagent, which links no CRD type.
 package vault
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/keyhook/keyhook/pkg/fetch/vault/kvpath"
 	"github.com/keyhook/keyhook/pkg/plan"
 	"github.com/keyhook/keyhook/pkg/store/driver"
+	"github.com/keyhook/keyhook/pkg/store/vault/vaultagent"
 )
 
 // Defaults of a Vault store's optional fields. The CRD's kubebuilder
@@ -24,80 +26,41 @@ import (
 // given all the same (a store object built in memory, an older CRD).
 const (
 	// DefaultMount is the mount path of the KV engine (spec.provider.vault.path).
-	DefaultMount = "secret"
+	DefaultMount = vaultagent.DefaultMount
 	// DefaultKVVersion is the version of the KV engine.
 	DefaultKVVersion = v1alpha1.VaultKVv2
 	// DefaultKubernetesMountPath is where the kubernetes auth method is mounted.
-	DefaultKubernetesMountPath = "kubernetes"
+	DefaultKubernetesMountPath = vaultagent.DefaultKubernetesMountPath
 	// DefaultJWTPath is where the jwt auth method is mounted.
-	DefaultJWTPath = "jwt"
+	DefaultJWTPath = vaultagent.DefaultJWTPath
 	// DefaultAppRolePath is where the approle auth method is mounted.
-	DefaultAppRolePath = "approle"
+	DefaultAppRolePath = vaultagent.DefaultAppRolePath
 	// DefaultAudience is the audience of the service-account tokens
 	// presented to Vault (kubernetes and jwt auth).
-	DefaultAudience = "vault"
+	DefaultAudience = vaultagent.DefaultAudience
 )
 
 // Config says how to reach one KV mount and how to authenticate: what
 // pkg/fetch/vault.New logs in with.
-type Config struct {
-	// Server is the Vault address, e.g. https://vault:8200.
-	Server string
-	// Mount is the mount path of the KV engine, e.g. "secret".
-	Mount string
-	// KVVersion is 1 or 2.
-	KVVersion int
-	// Namespace is the Vault Enterprise / OpenBao namespace; empty for none.
-	Namespace string
-	// CABundle is PEM; empty means the system roots.
-	CABundle []byte
-
-	// Exactly one of the auth methods below is used.
-
-	// Token is a Vault token.
-	Token string
-	// Kubernetes logs in with a service-account JWT.
-	Kubernetes *KubernetesAuth
-	// JWT logs in through the jwt auth method.
-	JWT *KubernetesAuth
-	// AppRole logs in with a role id and secret id.
-	AppRole *AppRoleAuth
-}
+type Config = vaultagent.Config
 
 // AppRoleAuth is Vault's approle auth method.
-type AppRoleAuth struct {
-	// MountPath of the auth method, e.g. "approle".
-	MountPath string
-	RoleID    string
-	SecretID  string
-}
+type AppRoleAuth = vaultagent.AppRoleAuth
 
 // KubernetesAuth is Vault's kubernetes auth method.
-type KubernetesAuth struct {
-	// MountPath of the auth method, e.g. "kubernetes".
-	MountPath string
-	// Role to log in as.
-	Role string
-	// JWT is the service-account token presented to Vault.
-	JWT string
-}
+type KubernetesAuth = vaultagent.KubernetesAuth
 
-// Provider is the Vault provider (driver.Logins[Config]).
-type Provider struct{}
+// Provider is the Vault provider (driver.Logins[Config]); its agent's
+// login (Name, Planned, AgentConfig) is vaultagent's.
+type Provider struct{ vaultagent.Agent }
 
 var _ driver.Logins[Config] = Provider{}
-
-// Name implements driver.Provider.
-func (Provider) Name() string { return plan.ProviderVault }
 
 // Title implements driver.Provider.
 func (Provider) Title() string { return "Vault" }
 
 // Configured implements driver.Provider.
 func (Provider) Configured(spec *v1alpha1.SecretStoreSpec) bool { return spec.Provider.Vault != nil }
-
-// Planned implements driver.Provider.
-func (Provider) Planned(s plan.Store) bool { return s.Vault != nil }
 
 // Defaults implements driver.Provider.
 func (Provider) Defaults() map[string]string {
@@ -158,13 +121,8 @@ func KVVersion(v v1alpha1.VaultKVVersion) (int, error) {
 }
 
 // Capabilities declares what a store of a KV engine of this version (1 or
-// 2) can do: find by path and name on both, versions on KV v2 only.
-func Capabilities(kvVersion int) fetch.Capabilities {
-	return fetch.Capabilities{
-		Find:         fetch.FindCapabilities{Path: true, Name: true},
-		VersionProbe: kvVersion == 2,
-	}
-}
+// 2) can do (vaultagent.Capabilities).
+func Capabilities(kvVersion int) fetch.Capabilities { return vaultagent.Capabilities(kvVersion) }
 
 // Capabilities implements driver.Provider. A version the CRD does not admit
 // is refused at login; until then it counts as the default.
@@ -286,38 +244,6 @@ func (Provider) Plan(src *driver.Source, creds driver.PodCredentials, out *plan.
 	}
 	out.Vault = pv
 	return nil
-}
-
-// AgentConfig implements driver.Logins.
-func (Provider) AgentConfig(s plan.Store, env driver.AgentEnv) (Config, error) {
-	v := s.Vault
-	vc := Config{Server: v.Server, Mount: v.Path, KVVersion: v.KVVersion, Namespace: v.Namespace, CABundle: []byte(v.CABundle)}
-	switch {
-	case v.Kubernetes != nil:
-		jwt, err := env.Token(v.Kubernetes.TokenPath)
-		if err != nil {
-			return Config{}, err
-		}
-		vc.Kubernetes = &KubernetesAuth{MountPath: v.Kubernetes.MountPath, Role: v.Kubernetes.Role, JWT: jwt}
-	case v.JWT != nil:
-		jwt, err := env.Token(v.JWT.TokenPath)
-		if err != nil {
-			return Config{}, err
-		}
-		vc.JWT = &KubernetesAuth{MountPath: v.JWT.MountPath, Role: v.JWT.Role, JWT: jwt}
-	case v.AppRole != nil:
-		id := env.Env(v.AppRole.SecretIDEnv)
-		if id == "" {
-			return Config{}, fmt.Errorf("environment variable %s (the store's AppRole secret id Secret) is empty: %w", v.AppRole.SecretIDEnv, fetch.ErrInvalid)
-		}
-		vc.AppRole = &AppRoleAuth{MountPath: v.AppRole.MountPath, RoleID: v.AppRole.RoleID, SecretID: id}
-	case v.TokenEnv != "":
-		vc.Token = env.Env(v.TokenEnv)
-		if vc.Token == "" {
-			return Config{}, fmt.Errorf("environment variable %s (the store's token Secret) is empty: %w", v.TokenEnv, fetch.ErrInvalid)
-		}
-	}
-	return vc, nil
 }
 
 // ValidateExternalSecret implements driver.Provider: versions are KV v2
