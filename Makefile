@@ -90,7 +90,7 @@ generated_state = { git status --porcelain -- $(GENERATED); git diff -- $(GENERA
 # provider SDK (they belong to the controller and the init-agent).
 WEBHOOK_FORBIDDEN_DEPS := aws-sdk-go-v2|cloud.google.com/go|google.golang.org/grpc|hashicorp/vault/api
 
-verify: $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Fail when generated files are stale, vet or golangci-lint complains, gofmt would change a file or the webhook links a provider SDK.
+verify: $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Fail when generated files are stale, vet or golangci-lint complains, gofmt would change a file, the webhook links a provider SDK or a one-provider init-agent a Kubernetes library.
 	@before=$$($(generated_state)); \
 	$(MAKE) --no-print-directory generate manifests >/dev/null; \
 	after=$$($(generated_state)); \
@@ -100,6 +100,8 @@ verify: $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Fail when generated files are stal
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "verify: run gofmt -w on the files above"; exit 1; }
 	@deps=$$($(GO) list -deps ./cmd/webhook | grep -E '$(WEBHOOK_FORBIDDEN_DEPS)' || true); \
 	if [ -n "$$deps" ]; then echo "$$deps" | head; echo "verify: cmd/webhook links a provider SDK (see above; go mod why -m to find the import)"; exit 1; fi
+	@for p in $(AGENT_PROVIDERS); do deps=$$($(GO) list -deps -tags $$p ./cmd/init-agent | grep -E '^(k8s\.io|sigs\.k8s\.io)/' || true); \
+	  if [ -n "$$deps" ]; then echo "$$deps" | head; echo "verify: the $$p init-agent links a Kubernetes library (see above)"; exit 1; fi; done
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
 

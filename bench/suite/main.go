@@ -122,6 +122,9 @@ type suite struct {
 	webhookBin    string
 	controllerBin string
 	agentBin      string
+	// agentVaultBin is the init-agent built with the vault tag only
+	// (keyhook-init-agent-vault): the image a Vault-only cluster runs.
+	agentVaultBin string
 	env           *environment
 	figures       []*figure
 	notes         []string
@@ -198,6 +201,9 @@ func (s *suite) runSteps(ctx context.Context) error {
 	if s.webhookBin, s.controllerBin, s.agentBin, err = binaries(s.dir); err != nil {
 		return err
 	}
+	if s.agentVaultBin, err = vaultAgentBinary(s.dir); err != nil {
+		return err
+	}
 	// The in-process benchmark runs first, before anything else loads the cores.
 	if s.cfg.step("inprocess") {
 		if err := s.inProcess(ctx); err != nil {
@@ -263,6 +269,21 @@ func binaries(dir string) (webhook, controller, agent string, err error) {
 		}
 	}
 	return webhook, controller, agent, nil
+}
+
+// vaultAgentBinary is the Vault-only init-agent: $KEYHOOK_BIN's when make
+// built it, else built here the way make build does.
+func vaultAgentBinary(dir string) (string, error) {
+	if os.Getenv("KEYHOOK_BIN") != "" {
+		return framework.AgentBinary(dir, "vault")
+	}
+	out := filepath.Join(dir, "keyhook-init-agent-vault")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", "vault", "-o", out, "./cmd/init-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the Vault init-agent: %v\n%s", err, b)
+	}
+	return out, nil
 }
 
 func loadAverage() string {
