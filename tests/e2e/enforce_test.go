@@ -91,8 +91,7 @@ func TestClusterInjectionPolicyEnforced(t *testing.T) {
 	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
 		t.Fatal(err)
 	}
-	n.Labels["compliance"] = ns
-	if err := cluster.Client.Update(ctx, n); err != nil {
+	if err := updateLatest(ctx, n, func(n *corev1.Namespace) { n.Labels["compliance"] = ns }); err != nil {
 		t.Fatal(err)
 	}
 	policy := &v1alpha1.ClusterInjectionPolicy{
@@ -313,11 +312,12 @@ func TestTenancyRulesAtAdmission(t *testing.T) {
 		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
 			t.Fatal(err)
 		}
-		if n.Annotations == nil {
-			n.Annotations = map[string]string{}
-		}
-		n.Annotations[key] = value
-		if err := cluster.Client.Update(ctx, n); err != nil {
+		if err := updateLatest(ctx, n, func(n *corev1.Namespace) {
+			if n.Annotations == nil {
+				n.Annotations = map[string]string{}
+			}
+			n.Annotations[key] = value
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

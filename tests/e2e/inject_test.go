@@ -517,8 +517,9 @@ func TestAdmissionDenials(t *testing.T) {
 	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: "platform-" + ns}, css); err != nil {
 		t.Fatal(err)
 	}
-	css.Spec.Conditions = append(css.Spec.Conditions, v1alpha1.ClusterSecretStoreCondition{NamespaceRegexes: []string{"deny-.*"}})
-	if err := cluster.Client.Update(ctx, css); err != nil {
+	if err := updateLatest(ctx, css, func(css *v1alpha1.ClusterSecretStore) {
+		css.Spec.Conditions = append(css.Spec.Conditions, v1alpha1.ClusterSecretStoreCondition{NamespaceRegexes: []string{"deny-.*"}})
+	}); err != nil {
 		t.Fatal(err)
 	}
 	err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {

@@ -75,8 +75,9 @@ func TestRolloutOneBurstAcrossInputs(t *testing.T) {
 	if err := vault.Put(ctx, ns+"/db", map[string]any{"password": v2}); err != nil {
 		t.Fatal(err)
 	}
-	es.Annotations = map[string]string{"keyhook.dev/force-sync": time.Now().String()}
-	if err := cluster.Client.Update(ctx, es); err != nil {
+	if err := updateLatest(ctx, es, func(es *v1alpha1.ExternalSecret) {
+		es.Annotations = map[string]string{"keyhook.dev/force-sync": time.Now().String()}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	err := framework.WaitFor(ctx, 50*time.Millisecond, func() (bool, error) {
@@ -173,8 +174,7 @@ func TestRolloutWaitsForPrevious(t *testing.T) {
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 		t.Fatal(err)
 	}
-	d.Spec.Replicas = ptr.To[int32](0)
-	if err := cluster.Client.Update(ctx, d); err != nil {
+	if err := updateLatest(ctx, d, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](0) }); err != nil {
 		t.Fatal(err)
 	}
 	waitReplicaSets(ctx, t, ns, "web", 3)
