@@ -31,12 +31,8 @@ func (s *suite) scale(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		per := s.cfg.ScaleSecrets / nsCount
-		if i < s.cfg.ScaleSecrets%nsCount {
-			per++
-		}
 		secrets := e.clientset.CoreV1().Secrets(ns)
-		if err := parallel(ctx, 32, per, func(j int) error {
+		if err := parallel(ctx, 32, share(s.cfg.ScaleSecrets, nsCount, i), func(j int) error {
 			_, err := secrets.Create(ctx, &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("noise-%05d", j), Labels: map[string]string{"app": "noise"}},
 				Data:       map[string][]byte{"config": []byte(filler)},
@@ -45,12 +41,8 @@ func (s *suite) scale(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		per = s.cfg.ScaleConfigMaps / nsCount
-		if i < s.cfg.ScaleConfigMaps%nsCount {
-			per++
-		}
 		configMaps := e.clientset.CoreV1().ConfigMaps(ns)
-		if err := parallel(ctx, 32, per, func(j int) error {
+		if err := parallel(ctx, 32, share(s.cfg.ScaleConfigMaps, nsCount, i), func(j int) error {
 			_, err := configMaps.Create(ctx, &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("noise-%05d", j), Labels: map[string]string{"app": "noise"}},
 				Data:       map[string]string{"config": filler},
@@ -103,4 +95,13 @@ func (s *suite) scale(ctx context.Context) error {
 		return s.profileScale(ctx)
 	}
 	return nil
+}
+
+// share is the i-th of n near-equal parts of total: the first total%n parts
+// one more.
+func share(total, n, i int) int {
+	if i < total%n {
+		return total/n + 1
+	}
+	return total / n
 }

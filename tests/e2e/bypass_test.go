@@ -213,12 +213,7 @@ func TestPodChangesAfterInjection(t *testing.T) {
 		t.Fatalf("pod not injected: %v", err)
 	}
 	update := func(edit func(*corev1.Pod)) error {
-		p := &corev1.Pod{}
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
-			t.Fatal(err)
-		}
-		edit(p)
-		return cluster.Client.Update(ctx, p)
+		return updateLatest(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}, edit)
 	}
 	wantDenied(t, update(func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "example.com/not-the-agent:1" }),
 		"the image of init container keyhook-agent cannot be changed")

@@ -87,10 +87,7 @@ func TestClusterInjectionPolicyEnforced(t *testing.T) {
 		}
 	}
 	// Select the namespace by a label, as a platform team would.
-	n := &corev1.Namespace{}
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
-		t.Fatal(err)
-	}
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 	if err := updateLatest(ctx, n, func(n *corev1.Namespace) { n.Labels["compliance"] = ns }); err != nil {
 		t.Fatal(err)
 	}
@@ -308,10 +305,7 @@ func TestTenancyRulesAtAdmission(t *testing.T) {
 	// was admitted, is enforced at injection.
 	annotate := func(key, value string) {
 		t.Helper()
-		n := &corev1.Namespace{}
-		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
-			t.Fatal(err)
-		}
+		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 		if err := updateLatest(ctx, n, func(n *corev1.Namespace) {
 			if n.Annotations == nil {
 				n.Annotations = map[string]string{}

@@ -222,12 +222,10 @@ func TestSecretStoreForeignSecretDenied(t *testing.T) {
 	if err := cluster.Client.Create(ctx, own); err != nil {
 		t.Fatalf("a SecretStore naming a Secret of its own namespace was denied: %v", err)
 	}
-	// A patch, not an Update: the controller's health probe writes the
-	// store's status meanwhile, and an Update of the older resourceVersion
-	// would fail with a conflict before admission.
-	before := own.DeepCopy()
-	own.Spec.Provider.Vault.Auth.TokenSecretRef.Namespace = "default"
-	if err := cluster.Client.Patch(ctx, own, client.MergeFrom(before)); err == nil || !strings.Contains(err.Error(), "can only reference Secrets in its own namespace") {
+	// The controller's health probe writes the store's status meanwhile.
+	if err := updateLatest(ctx, own, func(s *v1alpha1.SecretStore) {
+		s.Spec.Provider.Vault.Auth.TokenSecretRef.Namespace = "default"
+	}); err == nil || !strings.Contains(err.Error(), "can only reference Secrets in its own namespace") {
 		t.Errorf("an update naming another namespace: err = %v, want the denial", err)
 	}
 	// A ClusterSecretStore names the namespace of its Secrets.
@@ -385,10 +383,7 @@ func TestClusterStoreNamespaceSelector(t *testing.T) {
 	}
 
 	// nsOut stops matching.
-	out := &corev1.Namespace{}
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: nsOut}, out); err != nil {
-		t.Fatal(err)
-	}
+	out := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsOut}}
 	if err := updateLatest(ctx, out, func(n *corev1.Namespace) { delete(n.Labels, "keyhook-e2e-team") }); err != nil {
 		t.Fatal(err)
 	}

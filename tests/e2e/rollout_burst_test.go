@@ -171,9 +171,6 @@ func TestRolloutWaitsForPrevious(t *testing.T) {
 	if got := replicaSets(ctx, t, ns, "web"); got != 2 {
 		t.Fatalf("%d ReplicaSets while the first rollout progresses, want 2", got)
 	}
-	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-		t.Fatal(err)
-	}
 	if err := updateLatest(ctx, d, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](0) }); err != nil {
 		t.Fatal(err)
 	}
