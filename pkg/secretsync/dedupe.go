@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
@@ -57,6 +58,9 @@ type ReadCache struct {
 	// interval is shorter uses that instead.
 	TTL   time.Duration
 	Clock clock.PassiveClock
+	// Log records sessions that could not be closed (a Vault token not
+	// revoked); the zero Logger discards.
+	Log logr.Logger
 
 	// SessionTTL is how long a logged-in provider (a Vault token, AWS
 	// credentials, a Google connection) serves the ExternalSecrets of one
@@ -306,7 +310,7 @@ func (c *ReadCache) unlockAndClose() {
 	c.toClose = nil
 	c.mu.Unlock()
 	for _, p := range closing {
-		_ = closeProvider(p)
+		closeLogged(c.Log, p)
 	}
 }
 

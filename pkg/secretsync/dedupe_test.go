@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -24,6 +25,7 @@ type backend struct {
 	finds          int
 	reads          map[string]int // key → reads
 	deny           func(login int) bool
+	closeErr       error // what Close returns
 }
 
 type fakeProvider struct {
@@ -72,7 +74,7 @@ func (p *fakeProvider) Close() error {
 	p.b.mu.Lock()
 	defer p.b.mu.Unlock()
 	p.b.closed++
-	return nil
+	return p.b.closeErr
 }
 
 func source(ns string) *resolve.Source {
@@ -333,5 +335,31 @@ func TestReadCacheForwardsFind(t *testing.T) {
 	}
 	if b.finds != 1 {
 		t.Errorf("the provider was asked to find %d times for one query within the TTL, want 1", b.finds)
+	}
+}
+
+// A session that cannot be closed (a Vault token revoke-self refused or
+// unreachable) is logged by the cache: the token then lives to its TTL and
+// whoever counts Vault's leases must be able to see why.
+func TestSessionCloseFailureIsLogged(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := NewReadCache(time.Second, clk)
+	c.SessionTTL = time.Minute
+	var lines []string
+	c.Log = funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+	b := &backend{reads: map[string]int{}, closeErr: errors.New("revoke-self: connection refused")}
+	if _, err := syncOnce(t, c, b, "a", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 0 {
+		t.Fatalf("logged %q before any session closed", lines)
+	}
+	clk.Step(2 * time.Minute)
+	c.RetireExpired()
+	if b.closed != 1 {
+		t.Fatalf("closed %d sessions, want the expired 1", b.closed)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "revoke-self: connection refused") || !strings.Contains(lines[0], "unrevoked") {
+		t.Errorf("logged %q, want one line with the close error", lines)
 	}
 }

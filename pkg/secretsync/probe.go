@@ -516,7 +516,11 @@ func (p *VersionProber) currentVersion(ctx context.Context, es *v1alpha1.Externa
 		if err != nil {
 			return "", time.Time{}, err
 		}
-		defer func() { _ = cp.Close() }()
+		defer func() {
+			if err := cp.Close(); err != nil {
+				log.FromContext(ctx).Info("closing a provider session failed; a Vault token left unrevoked expires with its TTL", "error", err.Error())
+			}
+		}()
 		return cp.versionAt(ctx, key)
 	}
 	inner, err := p.Providers(ctx, src)
@@ -524,7 +528,7 @@ func (p *VersionProber) currentVersion(ctx context.Context, es *v1alpha1.Externa
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	defer func() { _ = closeProvider(inner) }()
+	defer closeLogged(log.FromContext(ctx), inner)
 	at := p.Clock.Now()
 	v, err := inner.CurrentVersion(ctx, key)
 	ProviderCalls.WithLabelValues(*provider, "current_version", callStatus(err)).Inc()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,6 +123,15 @@ func closeProvider(p fetch.Provider) error {
 		return nil // a reader that never logged in
 	}
 	return p.Close()
+}
+
+// closeLogged closes p and logs a failure: it is not the sync's (the data
+// was read or not regardless), but a Vault token that could not be revoked
+// lives on until its TTL, and an operator counting leases must see why.
+func closeLogged(log logr.Logger, p fetch.Provider) {
+	if err := closeProvider(p); err != nil {
+		log.Info("closing a provider session failed; a Vault token left unrevoked expires with its TTL", "error", err.Error())
+	}
 }
 
 // resolveData reads the data of src with p: the one resolver the agent uses.

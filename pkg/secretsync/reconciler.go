@@ -400,8 +400,9 @@ func (r *Reconciler) read(ctx context.Context, es *v1alpha1.ExternalSecret, poli
 	if err != nil {
 		return nil, nil, &providerError{fmt.Errorf("%s %s: %w", src.StoreKind, src.StoreName, err)}
 	}
-	// Closing releases connections; a failure to is not the sync's.
-	defer func() { _ = closeProvider(p) }()
+	// Closing releases connections and revokes a login of the sync's own;
+	// a failure to is logged, not the sync's.
+	defer closeLogged(log.FromContext(ctx), p)
 	r.observeVersions(ctx, es, src, p, cp, vp)
 	if policy == v1alpha1.CreationPolicyNone {
 		versions, err := fetch.Versions(ctx, p, resolve.PlanData(es.Spec.Data), resolve.PlanDataFrom(es.Spec.DataFrom))

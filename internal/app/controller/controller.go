@@ -260,6 +260,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, cfg Conf
 		}
 		reads := secretsync.NewReadCache(cfg.ProviderCacheTTL, clock.RealClock{})
 		reads.SessionTTL = cfg.ProviderSessionTTL
+		reads.Log = mgr.GetLogger().WithName("provider-sessions")
 		// Retires expired sessions and, when the manager stops, closes them
 		// all (revoking their Vault tokens).
 		if err := mgr.Add(reads); err != nil {
