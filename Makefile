@@ -17,7 +17,7 @@ export KEYHOOK_CACHE K8S_VERSION VAULT_VERSION
 # Test timeout for the whole suite; the control plane starts once per package.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test unit e2e bench generate manifests verify vet lint demo testenv clean images push
+.PHONY: all build test unit e2e bench generate manifests verify vet lint demo testenv controlplane clean images push
 
 all: build
 
@@ -108,9 +108,14 @@ verify: $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Fail when generated files are stal
 vet:
 	$(GO) vet ./...
 
-testenv: ## Build (once) and cache the control plane, the node's binaries and Vault; install the node's Debian packages when missing.
+# make demo and make bench need only the control plane and Vault (no root);
+# make test also needs the node (kubelet, kube-proxy, kube-scheduler,
+# containerd, and Debian packages installed as root).
+controlplane: ## Build (once) and cache the control plane and Vault.
 	@hack/testenv.sh >/dev/null
 	@hack/vault.sh >/dev/null
+
+testenv: controlplane ## Build (once) and cache the control plane, Vault and the node's binaries; install the node's Debian packages when missing (root).
 	@hack/node.sh >/dev/null
 
 # tests/node runs pods on a real node (kubelet, containerd, runc, CNI) and
@@ -125,16 +130,16 @@ test: verify testenv build ## Run every test: unit, package, end-to-end against 
 # (go run ./bench/suite -h). make bench-scale adds 10,000 ExternalSecrets,
 # 50,000 other Secrets and 20,000 ConfigMaps. Neither is part of make test.
 BENCH_FLAGS ?=
-bench: testenv build ## Run the benchmark suite and print its table (bench/results.md).
+bench: controlplane build ## Run the benchmark suite and print its table (bench/results.md).
 	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \
 	  $(GO) run ./bench/suite $(BENCH_FLAGS)
 
 .PHONY: bench-scale
-bench-scale: testenv build ## The benchmark suite with the scale runs (10k ExternalSecrets, 50k Secrets).
+bench-scale: controlplane build ## The benchmark suite with the scale runs (10k ExternalSecrets, 50k Secrets).
 	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \
 	  $(GO) run ./bench/suite -scale -out bench/results-scale.md $(BENCH_FLAGS)
 
-demo: testenv build ## Start the control plane, Vault and keyhook; show an injected pod.
+demo: controlplane build ## Start the control plane, Vault and keyhook; show an injected pod.
 	KEYHOOK_TESTENV=$$(hack/testenv.sh) KEYHOOK_VAULT=$$(hack/vault.sh) KEYHOOK_BIN=$(BIN) \
 	  $(GO) run ./tests/demo
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prepares what the test bed's node needs besides the Kubernetes binaries of
-# hack/testenv.sh, and prints the directory of the containerd binaries:
+# Prepares what the test bed's node needs and prints the directory of the
+# containerd binaries:
 #
+# - kubelet, kube-proxy and kube-scheduler, built and cached beside the
+#   control plane by hack/testenv.sh node;
 # - containerd v2 (containerd, containerd-shim-runc-v2, ctr), built statically
 #   from the Go module proxy by hack/tools/containerd and cached outside the
 #   work tree, keyed by version (under a minute on 2 cores, once);
@@ -16,6 +18,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KEYHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyhook}
 dir="$cache/containerd/$CONTAINERD_VERSION"
 bins=(containerd containerd-shim-runc-v2 ctr)
+
+"$root/hack/testenv.sh" node >/dev/null
 
 # Debian packages: the binary that proves each is installed.
 declare -A debs=([runc]=/usr/sbin/runc [containernetworking-plugins]=/usr/lib/cni/bridge [nftables]=/usr/sbin/nft)

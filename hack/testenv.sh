@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Builds the real control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl) and the node's Kubernetes binaries (kubelet,
-# kube-proxy) from the Go module proxy and caches the binaries outside the work
-# tree, keyed by version. Prints the directory that holds them. The container
-# runtime of the node is built by hack/node.sh.
+# kubectl) from the Go module proxy and caches the binaries outside the work
+# tree, keyed by version. Prints the directory that holds them.
 #
-# A warm cache costs nothing; a cold build takes 12-20 minutes on 2 cores.
+# hack/testenv.sh node also builds the node's Kubernetes binaries (kubelet,
+# kube-proxy, kube-scheduler) into the same directory: only the node tests
+# (tests/node, through hack/node.sh) use them; make demo and make bench do not.
+#
+# A warm cache costs nothing; a cold build of the control plane takes 12-20
+# minutes on 2 cores, the node's three binaries ~8 more.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KEYHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyhook}
 dir="$cache/testenv/$K8S_VERSION"
-bins=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
+bins=(etcd kube-apiserver kube-controller-manager kubectl)
+if [ "${1:-}" = node ]; then
+  bins+=(kube-scheduler kubelet kube-proxy)
+fi
 
 have_all() {
   for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done

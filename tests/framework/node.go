@@ -91,7 +91,7 @@ func PrepareNode(ctx context.Context) (*Node, error) {
 		filepath.Join(ctrDir, "containerd"), filepath.Join(ctrDir, "containerd-shim-runc-v2"), filepath.Join(ctrDir, "ctr"),
 		runcBin, filepath.Join(cniBinDir, "bridge"), filepath.Join(cniBinDir, "host-local"), filepath.Join(cniBinDir, "loopback"), "/usr/sbin/nft"} {
 		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("node: %w (hack/testenv.sh builds the Kubernetes binaries, hack/node.sh containerd and installs runc, containernetworking-plugins and nftables)", err)
+			return nil, fmt.Errorf("node: %w (hack/node.sh builds kubelet, kube-proxy, kube-scheduler and containerd and installs runc, containernetworking-plugins and nftables)", err)
 		}
 	}
 	if os.Geteuid() != 0 {
