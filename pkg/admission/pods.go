@@ -15,18 +15,25 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/injection"
 	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/policy"
 	"github.com/keyhook/keyhook/pkg/resolve"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 )
 
 // PodPath is the path the pod mutation is served at.
 const PodPath = webhookconfig.PodPath
+
+// EnforcedPodPath is the path the pod mutation of the enforced entry is
+// served at: a PodInjector with Enforced set.
+const EnforcedPodPath = webhookconfig.EnforcedPodPath
 
 // Results of an admission, the values of the result label of AdmissionsTotal.
 const (
@@ -55,6 +62,18 @@ type PodInjector struct {
 	Resolver *resolve.Resolver
 	// Config is the webhook-wide part of the mutation.
 	Config mutate.Config
+	// Enforced is set on the injector of the enforced entry
+	// (EnforcedPodPath): the API server sends it only pods of namespaces it
+	// sees labelled keyhook.dev/injection=enforced, so the namespace is
+	// enforced even when this replica's cache does not know it yet.
+	Enforced bool
+	// Live reads ClusterInjectionPolicies and the namespace from the API
+	// server, for a namespace that is enforced (Enforced, or its cached
+	// label says so) while no cached policy enforces it: the cache lags
+	// the policy keyhook's controller labelled the namespace for. Nil:
+	// such a pod is denied at once. Read only in that window, so the
+	// common path makes no API call.
+	Live client.Reader
 
 	// fullDecode decodes every pod whole and patches it with Apply and
 	// Patch, as keyhook did before PodView and Ops: set by tests only,
@@ -113,12 +132,42 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	if ns == "" {
 		ns = view.Metadata.Namespace
 	}
+	if _, mirror := view.Metadata.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		// The API server's copy of a static pod, which the kubelet runs
+		// from its node's disk whatever the copy says: injecting it could
+		// not change what runs, and the API server's ServiceAccount
+		// admission refuses a mirror pod with service-account tokens or
+		// secrets, which would leave the static pod running unseen. A
+		// tenant who sets the annotation gets a pod no kubelet runs (it
+		// deletes mirror pods without a static pod). Enforcing policies
+		// report it (PodsInjected).
+		logger.Info("admitted a mirror pod unchanged")
+		return admission.Allowed("mirror pod").WithWarnings(mirrorPodWarning), ResultSkipped
+	}
 	// The ClusterInjectionPolicies and the namespace, from the informer
 	// cache; pkg/injection decides, as it does for rollouts.
 	in, err := injection.Read(ctx, h.Resolver.Reader, ns)
 	if err != nil {
 		logger.Error(err, "reading ClusterInjectionPolicies")
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	}
+	if h.enforcementUnknown(in) && h.Live != nil {
+		// The cache lags: confirm with the API server before denying.
+		if in, err = injection.Read(ctx, h.Live, ns); err != nil {
+			logger.Error(err, "reading ClusterInjectionPolicies from the API server")
+			return admission.Errored(http.StatusInternalServerError, err), ResultError
+		}
+	}
+	if h.enforcementUnknown(in) {
+		// Admitting the pod would start it without what the enforcing
+		// policy injects; a denial is retried (a ReplicaSet retries by
+		// itself) and succeeds once the policy is known. A policy just
+		// deleted denies too until keyhook removes the namespace's label:
+		// the fail-closed side of the same window.
+		msg := fmt.Sprintf("namespace %q is enforced by keyhook (label %s=%s) but no ClusterInjectionPolicy known to this webhook replica enforces it: the policy was just created or changed and has not reached the replica yet, or was just deleted and keyhook has not yet removed the label; retry in a few seconds",
+			ns, annotations.Injection, annotations.InjectionEnforced)
+		logger.Info("denied", "reason", msg)
+		return admission.Denied(msg), ResultDenied
 	}
 	plan, skipped, err := injection.For(ns, in, view.Metadata.Annotations, view.Metadata.Labels)
 	for _, err := range skipped {
@@ -208,6 +257,23 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	resp := admission.Patched("", ops...)
 	resp.PatchType = &jsonPatchType
 	return resp.WithWarnings(warnings...), ResultInjected
+}
+
+// mirrorPodWarning is the warning of an admitted mirror pod.
+const mirrorPodWarning = "keyhook: mirror pod (annotation " + corev1.MirrorPodAnnotationKey + ") admitted without injection: it is the API server's copy of a static pod, which the kubelet runs from its node's disk, and the API server refuses mirror pods that use service-account tokens or secrets; a ClusterInjectionPolicy enforcing this namespace reports it in its PodsInjected condition"
+
+// enforcementUnknown reports whether the namespace is enforced — the API
+// server sent the pod through the enforced entry, or the namespace's label
+// says so — while no ClusterInjectionPolicy of in enforces it. Only what
+// the API server and keyhook's controller write decides: the entry the API
+// server chose, the keyhook.dev/injection label (which only keyhook's
+// controller may set, NamespaceLabelPolicy) and the policies; nothing of
+// the pod.
+func (h *PodInjector) enforcementUnknown(in injection.Inputs) bool {
+	if !h.Enforced && in.NamespaceLabels[annotations.Injection] != annotations.InjectionEnforced {
+		return false
+	}
+	return policy.InjectionLabel(in.Policies, in.NamespaceLabels) != annotations.InjectionEnforced
 }
 
 // decodePod decodes a whole pod as the API machinery's JSON serializer does

@@ -7,8 +7,11 @@
 // ClusterInjectionPolicy:
 //
 //   - enforced.pods.keyhook.dev, failurePolicy Fail, namespaces labelled
-//     "enforced": every pod is sent; while keyhook is unreachable no pod is
-//     admitted there, rather than started without its secrets.
+//     "enforced": every pod is sent, to EnforcedPodPath; while keyhook is
+//     unreachable no pod is admitted there, rather than started without its
+//     secrets. Its own path tells the webhook that the API server saw the
+//     namespace enforced, so a replica whose cache has not yet seen the
+//     enforcing policy denies (retryably) instead of admitting uninjected.
 //   - default.pods.keyhook.dev, failurePolicy Ignore, namespaces labelled
 //     "default": every pod is sent, so policy defaults apply; keyhook down
 //     means pods start without injection (counted by the apiserver in
@@ -44,8 +47,14 @@ import (
 
 // Paths served by the webhook binary.
 const (
-	PodPath      = "/mutate-v1-pod"
-	ValidatePath = "/validate-keyhook-dev"
+	// PodPath is the pod mutation of the entries that fail open.
+	PodPath = "/mutate-v1-pod"
+	// EnforcedPodPath is the pod mutation of enforced.pods.keyhook.dev,
+	// the entry the API server calls for namespaces it sees labelled
+	// keyhook.dev/injection=enforced: the same mutation, which then also
+	// knows that the namespace is enforced whatever its own cache says.
+	EnforcedPodPath = "/mutate-v1-pod-enforced"
+	ValidatePath    = "/validate-keyhook-dev"
 )
 
 // Options of the registration.
@@ -112,11 +121,11 @@ func notOwn(o Options) metav1.LabelSelectorRequirement {
 
 // Mutating is the pod-injection registration.
 func Mutating(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
-	entry := func(name string, policy admissionregistrationv1.FailurePolicyType, ns metav1.LabelSelectorRequirement) admissionregistrationv1.MutatingWebhook {
+	entry := func(name string, policy admissionregistrationv1.FailurePolicyType, path string, ns metav1.LabelSelectorRequirement) admissionregistrationv1.MutatingWebhook {
 		return admissionregistrationv1.MutatingWebhook{
 			Name:                    name,
 			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            o.ClientConfig(PodPath),
+			ClientConfig:            o.ClientConfig(path),
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule: admissionregistrationv1.Rule{
@@ -133,11 +142,11 @@ func Mutating(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
 			// exclusion by pod label would be an opt-out of enforcement.
 		}
 	}
-	enforced := entry("enforced.pods.keyhook.dev", admissionregistrationv1.Fail,
+	enforced := entry("enforced.pods.keyhook.dev", admissionregistrationv1.Fail, EnforcedPodPath,
 		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpIn, Values: []string{annotations.InjectionEnforced}})
-	defaulted := entry("default.pods.keyhook.dev", admissionregistrationv1.Ignore,
+	defaulted := entry("default.pods.keyhook.dev", admissionregistrationv1.Ignore, PodPath,
 		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpIn, Values: []string{annotations.InjectionDefault}})
-	optIn := entry("pods.keyhook.dev", admissionregistrationv1.Ignore,
+	optIn := entry("pods.keyhook.dev", admissionregistrationv1.Ignore, PodPath,
 		metav1.LabelSelectorRequirement{Key: annotations.Injection, Operator: metav1.LabelSelectorOpDoesNotExist})
 	optIn.MatchConditions = []admissionregistrationv1.MatchCondition{{
 		Name:       "asks-for-injection",

@@ -32,6 +32,17 @@ func TestPodEntriesExcludeByNamespaceOnly(t *testing.T) {
 		if enforced.Name != "enforced.pods.keyhook.dev" || *enforced.FailurePolicy != admissionregistrationv1.Fail || len(enforced.MatchConditions) != 0 {
 			t.Errorf("%s: the enforced entry must send every pod and fail closed: %+v", name, enforced)
 		}
+		// The enforced entry's own path is how the webhook learns that
+		// the API server saw the namespace enforced (its cache may lag).
+		for i, w := range m.Webhooks {
+			want := PodPath
+			if i == 0 {
+				want = EnforcedPodPath
+			}
+			if got := *w.ClientConfig.Service.Path; got != want {
+				t.Errorf("%s: %s calls %s, want %s", name, w.Name, got, want)
+			}
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
@@ -97,16 +98,11 @@ func TestEnforcementIgnoresPodLabels(t *testing.T) {
 	ns := tenant(ctx, t, "podlabel")
 	policy := enforce(ctx, t, ns)
 	keyhookLabel := map[string]string{"app.kubernetes.io/name": "keyhook"}
-	var pod *corev1.Pod
-	err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-		pod = plainPod(ns, "lookalike", nil, keyhookLabel)
-		if err := cluster.Client.Create(ctx, pod); err != nil {
-			return false, err
-		}
-		return hasAgent(pod), nil
-	})
-	if err != nil {
-		t.Fatalf("a pod labelled app.kubernetes.io/name=keyhook in an enforced namespace was admitted without keyhook's agent: %v", err)
+	// Once the namespace is labelled, at once: the webhook never admits a
+	// pod of an enforced namespace uninjected, even while its cache lags.
+	pod := plainPod(ns, "lookalike", nil, keyhookLabel)
+	if err := cluster.Client.Create(ctx, pod); err != nil || !hasAgent(pod) {
+		t.Fatalf("a pod labelled app.kubernetes.io/name=keyhook in an enforced namespace was not injected: injected %v, err %v", hasAgent(pod), err)
 	}
 	wantDenied(t, cluster.Client.Create(ctx, plainPod(ns, "lookalike-optout", map[string]string{"keyhook.dev/inject": "false"}, keyhookLabel)),
 		`ClusterInjectionPolicy "`+policy.Name+`" enforces injection`)
@@ -298,18 +294,9 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 		t.Errorf("condition does not name the pod admitted before the policy: %+v", c)
 	}
 	// A pod created now is injected, and not reported.
-	err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
-		now := plainPod(ns, "now", nil, nil)
-		if err := cluster.Client.Create(ctx, now); err != nil {
-			return false, err
-		}
-		if !hasAgent(now) { // keyhook's cache lagging behind the policy
-			return false, cluster.Client.Delete(ctx, now, client.GracePeriodSeconds(0))
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("a pod created once the namespace is enforced was not injected: %v", err)
+	now := plainPod(ns, "now", nil, nil)
+	if err := cluster.Client.Create(ctx, now); err != nil || !hasAgent(now) {
+		t.Fatalf("a pod created once the namespace is enforced was not injected: injected %v, err %v", hasAgent(now), err)
 	}
 	if err := cluster.Client.Delete(ctx, early, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
@@ -326,5 +313,95 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 	}
 	if c := condition(metav1.ConditionTrue); c.Reason != "AllInjected" {
 		t.Errorf("once the early pod is gone: %+v", c)
+	}
+}
+
+// TestEnforcedNamespaceWithoutKnownPolicy: a namespace labelled
+// keyhook.dev/injection=enforced while no ClusterInjectionPolicy enforces it
+// — what a webhook replica sees in the moments after keyhook's controller
+// labels a namespace for a new policy its cache has not yet received, and
+// after a policy is deleted until the controller removes the label. The
+// API server sends its pods to the enforced entry; keyhook denies them with
+// a message that says to retry, never admits them uninjected, and a
+// ReplicaSet's retries succeed once the policy is there.
+func TestEnforcedNamespaceWithoutKnownPolicy(t *testing.T) {
+	ctx := testContext(t)
+	ns := tenant(ctx, t, "lag")
+	if err := cluster.Client.Create(ctx, externalSecret(ns, "db", v1alpha1.ExternalSecretSpec{Data: []v1alpha1.ExternalSecretData{data("password", ns+"/db", "password", "")}})); err != nil {
+		t.Fatal(err)
+	}
+	// keyhook's controller would take the label off a namespace no policy
+	// selects: it steps aside, and the label stays as it is set here.
+	if err := controller.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := controller.Start(context.Background()); err != nil {
+			t.Errorf("restarting the package's controller: %v", err)
+		}
+	})
+	labeler, err := cluster.As(webhookconfig.Defaults().NamespaceLabeler, "system:masters") // as the harness runs keyhook
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := patchNamespace(ctx, t, labeler, ns, func(n *corev1.Namespace) { n.Labels["keyhook.dev/injection"] = "enforced" }); err != nil {
+		t.Fatal(err)
+	}
+	says := []string{`namespace "` + ns + `" is enforced by keyhook`, "no ClusterInjectionPolicy known to this webhook replica enforces it", "retry"}
+	wantDenied(t, cluster.Client.Create(ctx, plainPod(ns, "early", nil, nil)), says...)
+	// Whatever the pod says of itself.
+	wantDenied(t, cluster.Client.Create(ctx, plainPod(ns, "early-optout", map[string]string{"keyhook.dev/inject": "false"}, map[string]string{"app.kubernetes.io/name": "keyhook"})), says...)
+
+	// A Deployment's ReplicaSet is denied alike, and retries.
+	d := deployment(ns, "web")
+	d.Spec.Replicas = ptr.To[int32](1)
+	if err := cluster.Client.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	err = framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+		events := &corev1.EventList{}
+		if err := cluster.Client.List(ctx, events, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Kind == "ReplicaSet" && e.Reason == "FailedCreate" && strings.Contains(e.Message, says[0]) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no FailedCreate event of the ReplicaSet with keyhook's denial: %v", err)
+	}
+
+	// The policy arrives: the ReplicaSet's next try is injected, and so is
+	// a pod created now.
+	policy := &v1alpha1.ClusterInjectionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "lag-" + ns},
+		Spec: v1alpha1.ClusterInjectionPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
+			Inject:            []string{"db"},
+			Enforce:           true,
+		},
+	}
+	if err := cluster.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), policy) })
+	if pod := waitForPod(ctx, t, ns, map[string]string{"app": "web"}); !hasAgent(pod) {
+		t.Errorf("the ReplicaSet's pod was admitted without keyhook's agent")
+	}
+	now := plainPod(ns, "now", nil, nil)
+	if err := cluster.Client.Create(ctx, now); err != nil || !hasAgent(now) {
+		t.Errorf("a pod created once the policy exists: injected %v, err %v", hasAgent(now), err)
+	}
+	pods := &corev1.PodList{}
+	if err := cluster.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if !hasAgent(&p) {
+			t.Errorf("pod %s of the enforced namespace runs without keyhook's agent", p.Name)
+		}
 	}
 }

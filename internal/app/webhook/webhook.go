@@ -182,10 +182,17 @@ func New(ctx context.Context, restCfg *rest.Config, cfg Config) (ctrl.Manager, e
 	// The pod injector serves HTTP itself: one decode of the review, the
 	// response written directly (see PodInjector.ServeHTTP); Register adds
 	// the webhook server's metrics.
-	server.Register(keyhookadmission.PodPath, &keyhookadmission.PodInjector{
+	injector := keyhookadmission.PodInjector{
 		Resolver: resolver,
 		Config:   cfg.MutateConfig(),
-	})
+		Live:     mgr.GetAPIReader(),
+	}
+	server.Register(keyhookadmission.PodPath, &injector)
+	// The enforced entry's own path: the namespace is enforced whatever
+	// this replica's cache says.
+	enforced := injector
+	enforced.Enforced = true
+	server.Register(keyhookadmission.EnforcedPodPath, &enforced)
 	server.Register(keyhookadmission.ValidatePath, &crwebhook.Admission{Handler: &keyhookadmission.Validator{
 		Resolver: resolver,
 		Decoder:  admission.NewDecoder(scheme),

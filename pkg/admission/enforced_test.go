@@ -1,0 +1,143 @@
+package admission_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
+	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/mutate"
+	"github.com/keyhook/keyhook/pkg/resolve"
+)
+
+// TestEnforcedNamespaceUnknownPolicy: a pod of a namespace the API server
+// sees enforced (it called the enforced entry), or whose cached label says
+// so, is never admitted uninjected because this replica's cache does not
+// know the enforcing ClusterInjectionPolicy yet: the API server is asked,
+// and without an enforcing policy there either the pod is denied with a
+// message that says to retry. Mirror pods are admitted unchanged anywhere.
+func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	ns := func(labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: labels}}
+	}
+	enforcedNS := ns(map[string]string{"team": "shop", annotations.Injection: annotations.InjectionEnforced})
+	plainNS := ns(map[string]string{"team": "shop"})
+	store := &v1alpha1.SecretStore{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "vault"}, Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{Vault: &v1alpha1.VaultProvider{
+		Server: "https://vault:8200", Path: "secret", Version: v1alpha1.VaultKVv2,
+		Auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.VaultKubernetesAuth{MountPath: "kubernetes", Role: "app"}},
+	}}}}
+	db := &v1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: v1alpha1.ExternalSecretSpec{
+		SecretStoreRef: v1alpha1.SecretStoreRef{Name: "vault"},
+		Data:           []v1alpha1.ExternalSecretData{{SecretKey: "password", RemoteRef: v1alpha1.RemoteRef{Key: "shop/db", Property: "password"}}},
+	}}
+	enforcing := func(podSelector *metav1.LabelSelector) *v1alpha1.ClusterInjectionPolicy {
+		return &v1alpha1.ClusterInjectionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "pci"}, Spec: v1alpha1.ClusterInjectionPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}},
+			PodSelector:       podSelector,
+			Inject:            []string{"db"}, Enforce: true,
+		}}
+	}
+	noBatch := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "batch", Operator: metav1.LabelSelectorOpDoesNotExist}}}
+	cluster := func(objs ...client.Object) client.Reader {
+		return fake.NewClientBuilder().WithScheme(scheme).WithObjects(append([]client.Object{store, db}, objs...)...).Build()
+	}
+	pod := func(ann, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", GenerateName: "web-", Annotations: ann, Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+		}
+	}
+	mirror := map[string]string{corev1.MirrorPodAnnotationKey: "0123abcd"}
+	const unknown = `namespace "shop" is enforced by keyhook (label keyhook.dev/injection=enforced) but no ClusterInjectionPolicy known to this webhook replica enforces it`
+
+	for _, tc := range []struct {
+		name     string
+		enforced bool // sent to the enforced entry's path
+		cache    client.Reader
+		live     client.Reader // nil: no API server to ask
+		pod      *corev1.Pod
+		// want: "injected", "admitted" (unchanged) or the denial's words.
+		want    string
+		warning string
+	}{
+		{name: "enforced entry, policy unknown to the cache and the API server", enforced: true,
+			cache: cluster(enforcedNS), live: cluster(enforcedNS), pod: pod(nil, nil), want: unknown},
+		{name: "enforced entry, policy unknown, no API server to ask", enforced: true,
+			cache: cluster(enforcedNS), pod: pod(nil, nil), want: unknown},
+		{name: "enforced entry, the cache lags the namespace's labels", enforced: true,
+			cache: cluster(ns(nil), enforcing(nil)), pod: pod(nil, nil), want: unknown},
+		{name: "enforced entry, the API server knows the policy", enforced: true,
+			cache: cluster(plainNS), live: cluster(enforcedNS, enforcing(nil)), pod: pod(nil, nil), want: "injected"},
+		{name: "enforced entry, the pod opts out, the API server knows the policy", enforced: true,
+			cache: cluster(plainNS), live: cluster(enforcedNS, enforcing(nil)), pod: pod(map[string]string{annotations.Inject: "false"}, nil),
+			want: `ClusterInjectionPolicy "pci" enforces injection`},
+		{name: "enforced entry, known policy whose podSelector leaves the pod out", enforced: true,
+			cache: cluster(enforcedNS, enforcing(noBatch)), pod: pod(nil, map[string]string{"batch": "yes"}), want: "admitted"},
+		{name: "enforced entry, known policy", enforced: true,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: pod(nil, nil), want: "injected"},
+		{name: "other entry, cached label enforced, no policy anywhere",
+			cache: cluster(enforcedNS, &v1alpha1.ClusterInjectionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1alpha1.ClusterInjectionPolicySpec{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "else"}}, Enforce: true,
+			}}), pod: pod(nil, nil), want: unknown},
+		{name: "other entry, cached label enforced, the API server has removed it",
+			cache: cluster(enforcedNS, enforcing(nil)), live: cluster(plainNS), pod: pod(nil, nil), want: "injected"},
+		{name: "other entry, no policy", cache: cluster(plainNS), pod: pod(nil, nil), want: "admitted"},
+		{name: "mirror pod, enforced entry, policy unknown", enforced: true,
+			cache: cluster(enforcedNS), pod: pod(mirror, nil), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod, enforced entry, known policy", enforced: true,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: pod(mirror, nil), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod asking for injection, opt-in entry",
+			cache: cluster(plainNS), pod: pod(map[string]string{corev1.MirrorPodAnnotationKey: "x", annotations.Inject: "db"}, nil), want: "admitted", warning: "mirror pod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &keyhookadmission.PodInjector{
+				Resolver: &resolve.Resolver{Reader: tc.cache},
+				Config:   mutate.Config{AgentImage: "keyhook/agent:test"},
+				Enforced: tc.enforced,
+				Live:     tc.live,
+			}
+			resp := h.Handle(log.IntoContext(context.Background(), quiet), podRequest(t, tc.pod, "shop"))
+			switch tc.want {
+			case "injected":
+				if !resp.Allowed || len(resp.Patches) == 0 {
+					t.Errorf("want the pod injected, got allowed=%v %+v", resp.Allowed, resp.Result)
+				}
+			case "admitted":
+				if !resp.Allowed || len(resp.Patches) != 0 {
+					t.Errorf("want the pod admitted unchanged, got allowed=%v, %d patch operations, %+v", resp.Allowed, len(resp.Patches), resp.Result)
+				}
+			default:
+				if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, tc.want) {
+					t.Errorf("want a denial saying %q, got allowed=%v %+v", tc.want, resp.Allowed, resp.Result)
+				}
+				if tc.want == unknown && !strings.Contains(resp.Result.Message, "retry") {
+					t.Errorf("the denial does not say to retry: %s", resp.Result.Message)
+				}
+			}
+			if tc.warning == "" && len(resp.Warnings) > 0 {
+				t.Errorf("unexpected warnings %q", resp.Warnings)
+			}
+			if tc.warning != "" && (len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], tc.warning) || !strings.Contains(resp.Warnings[0], corev1.MirrorPodAnnotationKey)) {
+				t.Errorf("want one warning saying %q, got %q", tc.warning, resp.Warnings)
+			}
+		})
+	}
+}
