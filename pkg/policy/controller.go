@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyhook/keyhook/pkg/annotations"
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/mutate"
 )
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch
@@ -35,8 +36,8 @@ import (
 // ("enforced") or open ("default"), and keeps each policy's status count.
 type NamespaceLabeler struct {
 	Client client.Client
-	// Pods, when set, lists pods (uncached, metadata only) for the
-	// PodsInjected condition of enforcing policies; nil leaves it out.
+	// Pods, when set, lists pods (uncached) for the PodsInjected condition
+	// of enforcing policies; nil leaves it out.
 	Pods client.Reader
 	// ExemptNamespaces are never sent to the webhook (kube-system, keyhook's
 	// own): a policy cannot be enforced there, so their pods are not
@@ -45,10 +46,11 @@ type NamespaceLabeler struct {
 }
 
 // ConditionPodsInjected is the condition of an enforcing
-// ClusterInjectionPolicy that says whether every pod it selects went
-// through keyhook. Pods created before the policy (or before keyhook
-// labelled a new namespace) were admitted without it and run without their
-// secrets until they are recreated; the condition names them.
+// ClusterInjectionPolicy that says whether every pod it selects carries
+// keyhook's injection of what the policy injects. Pods created before the
+// policy (or before keyhook labelled a new namespace) were admitted without
+// it and run without their secrets until they are recreated, and static
+// pods are never injected; the condition names them.
 const ConditionPodsInjected = "PodsInjected"
 
 // recheckPods is how often an enforcing policy's pods are listed again:
@@ -58,20 +60,36 @@ const recheckPods = 5 * time.Minute
 // maxNamed bounds the pods a condition message names.
 const maxNamed = 5
 
-// NotInjected returns namespace/name of the pods p selects that keyhook did
-// not inject, sorted; pods is every pod of the namespaces p selects,
-// nsLabels the labels of those namespaces. Terminating pods are left out.
-func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pods []metav1.PartialObjectMetadata) []string {
+// NotInjected returns namespace/name of the pods p selects that do not carry
+// keyhook's injection of the ExternalSecrets p injects, sorted; pods is every pod of the
+// namespaces p selects, nsLabels the labels of those namespaces.
+// Terminating pods are left out; mirror pods, which keyhook admits
+// unchanged, are named "namespace/name (static pod)".
+//
+// Injected-ness is read from the pod's spec (mutate.NotDelivered), never
+// from the keyhook.dev/status annotation: whoever may update a pod can add
+// the annotation to one admitted before the policy and hide it, while its
+// containers and volumes cannot change after creation.
+func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pods []corev1.Pod) []string {
 	var out []string
-	for _, pod := range pods {
-		if pod.DeletionTimestamp != nil || pod.Annotations[annotations.Status] == annotations.StatusInjected {
+	for i := range pods {
+		pod := &pods[i]
+		if pod.DeletionTimestamp != nil {
 			continue
 		}
 		ok, err := selects(p, nsLabels[pod.Namespace], pod.Labels)
 		if err != nil || !ok {
 			continue
 		}
-		out = append(out, pod.Namespace+"/"+pod.Name)
+		if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+			out = append(out, pod.Namespace+"/"+pod.Name+" (static pod)")
+			continue
+		}
+		// What the policy injects; not the names of the pod's own
+		// annotation, which its tenant may edit after creation.
+		if len(mutate.NotDelivered(pod, p.Spec.Inject)) > 0 {
+			out = append(out, pod.Namespace+"/"+pod.Name)
+		}
 	}
 	slices.Sort(out)
 	return out
@@ -88,7 +106,7 @@ func podsInjected(missed []string, generation int64) metav1.Condition {
 		named += fmt.Sprintf(" and %d more", len(missed)-maxNamed)
 	}
 	return metav1.Condition{Type: ConditionPodsInjected, Status: metav1.ConditionFalse, Reason: "PodsNotInjected",
-		Message: fmt.Sprintf("%d pods the policy selects were admitted without keyhook (created before their namespace was enforced) and run without its injection: %s; delete them, or roll their workloads, to have them injected",
+		Message: fmt.Sprintf("%d pods the policy selects run without keyhook's injection (created before their namespace was enforced, or static pods, which keyhook never injects): %s; delete them, or roll their workloads, to have them injected",
 			len(missed), named),
 		ObservedGeneration: generation}
 }
@@ -218,10 +236,10 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 	if !p.Spec.Enforce || r.Pods == nil || cond.Status != metav1.ConditionTrue {
 		meta.RemoveStatusCondition(&p.Status.Conditions, ConditionPodsInjected)
 	} else {
-		var pods []metav1.PartialObjectMetadata
+		var pods []corev1.Pod
 		for ns := range selected {
-			list := &metav1.PartialObjectMetadataList{}
-			list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+			// Whole pods: whether one is injected is read from its spec.
+			list := &corev1.PodList{}
 			if err := r.Pods.List(ctx, list, client.InNamespace(ns)); err != nil {
 				return reconcile.Result{}, fmt.Errorf("listing the pods of namespace %s: %w", ns, err)
 			}

@@ -267,6 +267,17 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 	if hasAgent(early) {
 		t.Fatal("a pod of a namespace no policy selects was injected without asking")
 	}
+	// Another, which its tenant then marks as keyhook marks the pods it
+	// injects, to hide it from the policy's report.
+	forged := plainPod(ns, "forged", nil, nil)
+	if err := cluster.Client.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := updateLatest(ctx, forged, func(p *corev1.Pod) {
+		p.Annotations = map[string]string{"keyhook.dev/status": "injected"}
+	}); err != nil {
+		t.Fatal(err)
+	}
 	policy := enforce(ctx, t, ns)
 	condition := func(want metav1.ConditionStatus) metav1.Condition {
 		t.Helper()
@@ -290,16 +301,18 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 		return got
 	}
 	c := condition(metav1.ConditionFalse)
-	if c.Reason != "PodsNotInjected" || !strings.Contains(c.Message, "1 pods") || !strings.Contains(c.Message, ns+"/"+early.Name) {
-		t.Errorf("condition does not name the pod admitted before the policy: %+v", c)
+	if c.Reason != "PodsNotInjected" || !strings.Contains(c.Message, "2 pods") || !strings.Contains(c.Message, ns+"/"+early.Name) || !strings.Contains(c.Message, ns+"/"+forged.Name) {
+		t.Errorf("condition does not name both pods admitted before the policy, the one with a forged keyhook.dev/status too: %+v", c)
 	}
 	// A pod created now is injected, and not reported.
 	now := plainPod(ns, "now", nil, nil)
 	if err := cluster.Client.Create(ctx, now); err != nil || !hasAgent(now) {
 		t.Fatalf("a pod created once the namespace is enforced was not injected: injected %v, err %v", hasAgent(now), err)
 	}
-	if err := cluster.Client.Delete(ctx, early, client.GracePeriodSeconds(0)); err != nil {
-		t.Fatal(err)
+	for _, p := range []*corev1.Pod{early, forged} {
+		if err := cluster.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Recheck now rather than in five minutes: a change of the policy's spec.
 	p := &v1alpha1.ClusterInjectionPolicy{}
@@ -312,7 +325,7 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c := condition(metav1.ConditionTrue); c.Reason != "AllInjected" {
-		t.Errorf("once the early pod is gone: %+v", c)
+		t.Errorf("once the early pods are gone: %+v", c)
 	}
 }
 
