@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/fetch/aws/awstest"
 	"github.com/keyhook/keyhook/pkg/fetch/gcpsm/gcpsmtest"
 )
 
@@ -184,4 +186,69 @@ func readDirNames(root, name string) ([]string, error) {
 		names = append(names, e.Name())
 	}
 	return names, nil
+}
+
+// TestFindAWS: dataFrom.find over Secrets Manager (BatchGetSecretValue by
+// name prefix) and Parameter Store (GetParametersByPath, recursive), the
+// real SDK clients against the in-process AWS server, authenticating as
+// IRSA does; in the sync and in an injected pod.
+func TestFindAWS(t *testing.T) {
+	ctx := testContext(t)
+	ns := tenant(ctx, t, "findaws")
+	srv := awstest.New(awstest.Options{})
+	t.Cleanup(srv.Close)
+	subject := "system:serviceaccount:" + ns + ":app"
+	role := srv.AddRole(ns+"-finder", awstest.Trust{WebIdentity: func(ctx context.Context, token, roleARN string) (string, error) {
+		sub, err := tokenReviewer(ctx, token, roleARN)
+		if err != nil {
+			return "", err
+		}
+		if sub != subject {
+			return "", awstest.ErrUntrusted
+		}
+		return sub, nil
+	}})
+	// BatchGetSecretValue and ListSecrets are not scoped to a resource in
+	// IAM; each secret read is.
+	srv.Allow(role, "", "secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets")
+	srv.Allow(role, ns+"/", "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+	srv.Allow(role, "/"+ns+"/", "ssm:GetParametersByPath", "ssm:GetParameter", "ssm:DescribeParameters")
+	values := map[string]string{}
+	for _, name := range []string{ns + "/app/db", ns + "/app/api/token", ns + "/other", "elsewhere/app/db"} {
+		values[name] = secretValue(t, strings.ReplaceAll(name, "/", "-"))
+		srv.PutSecretString(name, values[name])
+	}
+	for _, name := range []string{"/" + ns + "/app/db", "/" + ns + "/app/api/key", "/" + ns + "/other"} {
+		values[name] = secretValue(t, strings.ReplaceAll(name, "/", "-"))
+		srv.PutParameter(name, awstest.SecureString, values[name])
+	}
+	for name, service := range map[string]v1alpha1.AWSService{"sm": v1alpha1.AWSSecretsManager, "ssm": v1alpha1.AWSParameterStore} {
+		if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{AWS: &v1alpha1.AWSProvider{
+				Service: service, Region: srv.Region(), Endpoint: srv.URL(), STSEndpoint: srv.URL(), CABundle: srv.CABundle(),
+				Auth: v1alpha1.AWSAuth{JWT: &v1alpha1.AWSJWTAuth{RoleARN: role, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
+			}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cluster.Client.Create(ctx, findES(ns, "sm-found", "sm", &v1alpha1.ExternalSecretFind{Path: ns + "/app/"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, findES(ns, "ssm-found", "ssm", &v1alpha1.ExternalSecretFind{Path: "/" + ns + "/app"})); err != nil {
+		t.Fatal(err)
+	}
+	batch, byPath := srv.Calls(awstest.OpBatchGetSecretValue), srv.Calls(awstest.OpGetParametersByPath)
+	findBothPaths(t, ns, "sm-found", map[string]string{"db": values[ns+"/app/db"], "api_token": values[ns+"/app/api/token"]})
+	findBothPaths(t, ns, "ssm-found", map[string]string{"db": values["/"+ns+"/app/db"], "api_key": values["/"+ns+"/app/api/key"]})
+	if srv.Calls(awstest.OpBatchGetSecretValue) == batch || srv.Calls(awstest.OpGetParametersByPath) == byPath {
+		t.Error("find did not reach the AWS server with BatchGetSecretValue and GetParametersByPath")
+	}
+	for _, c := range srv.CallLog() {
+		if c.Principal != "" && !strings.Contains(c.Principal, ns+"-finder") {
+			t.Errorf("a call ran as %q, not the namespace's role", c.Principal)
+		}
+	}
+	assertNoValues(ctx, t, ns, slices.Collect(maps.Values(values))...)
 }
