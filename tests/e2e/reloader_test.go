@@ -113,6 +113,13 @@ func compatCases() []compatCase {
 		{name: "search-no-match", ann: on("reloader.stakater.com/search", "true"), secrets: map[string]map[string]string{"s": none}, pod: envFrom("s", ""), changeSecret: "s", rollouts: 0},
 		{name: "ignore", ann: auto, secrets: map[string]map[string]string{"s": on("reloader.stakater.com/ignore", "true")}, pod: envFrom("s", ""), changeSecret: "s", rollouts: 0},
 		{name: "exclude", ann: on("reloader.stakater.com/auto", "true", "secrets.exclude.reloader.stakater.com/reload", "{{prefix}}s"), secrets: map[string]map[string]string{"s": none}, pod: envFrom("s", ""), changeSecret: "s", rollouts: 0},
+		{name: "exclude-configmap", ann: on("reloader.stakater.com/auto", "true", "configmaps.exclude.reloader.stakater.com/reload", "{{prefix}}cm"), configMaps: map[string]map[string]string{"cm": none, "other": none}, pod: envFrom("", "cm"), changeConfigMap: "cm", rollouts: 0},
+		{name: "exclude-configmap-other", ann: on("reloader.stakater.com/auto", "true", "configmaps.exclude.reloader.stakater.com/reload", "{{prefix}}cm"), configMaps: map[string]map[string]string{"cm": none, "other": none},
+			pod: func(p func(string) string) corev1.PodSpec {
+				spec := envFrom("", "cm")(p)
+				spec.Containers[0].EnvFrom = append(spec.Containers[0].EnvFrom, corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: p("other")}}})
+				return spec
+			}, changeConfigMap: "other", rollouts: 1},
 		{name: "keyhook-auto-configmap", ann: on("keyhook.dev/rollout", "auto"), configMaps: map[string]map[string]string{"cm": none}, pod: envFrom("", "cm"), changeConfigMap: "cm", rollouts: 1},
 		{name: "strategy-env-vars", ann: on("reloader.stakater.com/auto", "true", "keyhook.dev/rollout-strategy", "env-vars"), secrets: map[string]map[string]string{"s": none}, pod: envFrom("s", ""), changeSecret: "s", rollouts: 1,
 			check: func(ctx context.Context, t *testing.T, ns, name string) {

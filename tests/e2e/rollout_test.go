@@ -149,6 +149,27 @@ func TestRolloutOnRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A StatefulSet follows the synced Secret, another the injected
+	// ExternalSecret by its version: each rolls once, as one new
+	// ControllerRevision.
+	for name, opt := range map[string]deployOption{"sts-synced": envFromSecret("db-creds"), "sts-files": injecting("db-files")} {
+		d := deployment(ns, name, annotated("keyhook.dev/rollout", "auto"), opt)
+		if err := cluster.Client.Create(ctx, &appsv1.StatefulSet{
+			ObjectMeta: d.ObjectMeta,
+			Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To[int32](0), Selector: d.Spec.Selector, Template: d.Spec.Template},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, source := range map[string]string{"sts-synced": "secret/db-creds", "sts-files": "externalsecret/db-files"} {
+		sts := &appsv1.StatefulSet{}
+		if err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+			err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sts)
+			return err == nil && strings.Contains(sts.Annotations["keyhook.dev/secret-versions"], `"`+source+`"`) && revisions(ctx, t, "StatefulSet", ns, name) == 1, err
+		}); err != nil {
+			t.Fatalf("StatefulSet %s never recorded %s with one ControllerRevision: annotations %v, %d revisions", name, source, sts.Annotations, revisions(ctx, t, "StatefulSet", ns, name))
+		}
+	}
 	for _, name := range []string{"auto", "listed", "reloader", "paused"} {
 		waitRecorded(ctx, t, ns, name, "secret/db-creds")
 	}
@@ -166,6 +187,13 @@ func TestRolloutOnRotation(t *testing.T) {
 	for _, name := range []string{"auto", "listed", "reloader", "files", "files-synced"} {
 		waitReplicaSets(ctx, t, ns, name, 2)
 	}
+	for _, name := range []string{"sts-synced", "sts-files"} {
+		if err := framework.WaitFor(ctx, 100*time.Millisecond, func() (bool, error) {
+			return revisions(ctx, t, "StatefulSet", ns, name) == 2, nil
+		}); err != nil {
+			t.Fatalf("StatefulSet %s has %d ControllerRevisions after the Vault write, want 2", name, revisions(ctx, t, "StatefulSet", ns, name))
+		}
+	}
 	// A figure, not an assertion: refreshInterval 1s plus the storm guard's
 	// debounce bound it.
 	t.Logf("Vault write → new ReplicaSet of all five Deployments: %s (refreshInterval 1s, debounce %s)",
@@ -176,6 +204,11 @@ func TestRolloutOnRotation(t *testing.T) {
 	for name, want := range map[string]int{"auto": 2, "listed": 2, "reloader": 2, "files": 2, "files-synced": 2, "plain": 1, "paused": 1} {
 		if got := replicaSets(ctx, t, ns, name); got != want {
 			t.Errorf("Deployment %s has %d ReplicaSets, want %d", name, got, want)
+		}
+	}
+	for _, name := range []string{"sts-synced", "sts-files"} {
+		if got := revisions(ctx, t, "StatefulSet", ns, name); got != 2 {
+			t.Errorf("StatefulSet %s has %d ControllerRevisions, want 2 (one rollout)", name, got)
 		}
 	}
 
