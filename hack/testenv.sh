@@ -8,7 +8,7 @@
 # (tests/node, through hack/node.sh) use them; make demo and make bench do not.
 #
 # A warm cache costs nothing; a cold build of the control plane takes 12-20
-# minutes on 2 cores, the node's three binaries ~8 more.
+# minutes on 2 cores, the node's three binaries some more.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.1}

@@ -20,9 +20,10 @@ import (
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 )
 
-// Cluster is a real control plane on loopback: etcd and kube-apiserver
-// (through envtest) plus kube-controller-manager, so that Deployments create
-// ReplicaSets and Pods. There is no kubelet: pods stay Pending.
+// Cluster is a real control plane: etcd and kube-apiserver (through
+// envtest) plus kube-controller-manager, so that Deployments create
+// ReplicaSets and Pods. On its own (tests/e2e, make demo) it has no node, so
+// pods stay Pending; tests/node adds one (see Node), whose kubelet runs them.
 type Cluster struct {
 	Env        *envtest.Environment
 	Config     *rest.Config

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,10 +39,9 @@ const (
 	// SandboxImage is the pause image, imported locally, never pulled.
 	SandboxImage = "keyhook.test/pause:1"
 
-	nodeBridge    = "khnode0"
-	ipForwardFile = "/proc/sys/net/ipv4/ip_forward"
-	runcBin       = "/usr/sbin/runc"
-	cniBinDir     = "/usr/lib/cni"
+	nodeBridge = "khnode0"
+	runcBin    = "/usr/sbin/runc"
+	cniBinDir  = "/usr/lib/cni"
 )
 
 // NodeBase is the parent of every node test run's state directory; its
@@ -52,8 +50,9 @@ func NodeBase() string { return filepath.Join(os.TempDir(), "keyhook-node") }
 
 // Node is a real one-node cluster's node: containerd 2 with Debian's runc,
 // CNI bridge + host-local, kubelet, kube-proxy (nftables) and kube-scheduler,
-// all under one state directory that Cleanup removes with every mount,
-// process, cgroup and network device the run made.
+// all under one state directory and one cgroup of the run, which Cleanup
+// removes with every mount, process, cgroup, network device and host file
+// the run made.
 type Node struct {
 	// Dir is this run's state directory.
 	Dir         string
@@ -69,8 +68,9 @@ type Node struct {
 	KubeProxy   *Process
 	Scheduler   *Process
 	cleanedUp   bool
-	ipForward   []byte   // net.ipv4.ip_forward before the run, restored after it
-	reaper      *os.File // write end of the reaper's pipe
+	before      *hostState // the machine before the run (see Leftovers)
+	leftovers   []string
+	reaper      *os.File   // write end of the reaper's pipe
 }
 
 // PrepareNode takes the machine-wide node lock (waiting while another run
@@ -115,8 +115,20 @@ func PrepareNode(ctx context.Context) (*Node, error) {
 	for _, e := range entries {
 		cleanupState(filepath.Join(base, e.Name()))
 	}
-	cleanupHost()
+	if n.before, err = snapshotHost(); err != nil {
+		n.Cleanup()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := checkHostFree(n.before); err != nil {
+		n.before = nil // nothing of the run to look for
+		n.Cleanup()
+		return nil, err
+	}
 	if n.Dir, err = os.MkdirTemp(base, "run-"); err != nil {
+		n.Cleanup()
+		return nil, err
+	}
+	if err := n.before.save(n.Dir); err != nil {
 		n.Cleanup()
 		return nil, err
 	}
@@ -152,7 +164,6 @@ func flockContext(ctx context.Context, f *os.File) error {
 }
 
 func (n *Node) prepare() error {
-	n.ipForward, _ = os.ReadFile(ipForwardFile)
 	// The bridge exists before the API server, the kubelet and Vault bind
 	// NodeIP; the CNI bridge plugin adopts it.
 	for _, args := range [][]string{
@@ -355,8 +366,13 @@ state = %q
 
   [plugins.'io.containerd.nri.v1.nri']
     disable = true
+
+  # Default /opt/containerd.
+  [plugins.'io.containerd.internal.v1.opt']
+    path = %q
 `, filepath.Join(n.Dir, "containerd", "root"), filepath.Join(n.Dir, "containerd", "state"),
-		n.sock, n.sock+".ttrpc", SandboxImage, runcBin, filepath.Join(n.Dir, "runc"), cniBinDir, cniConf)
+		n.sock, n.sock+".ttrpc", SandboxImage, runcBin, filepath.Join(n.Dir, "runc"), cniBinDir, cniConf,
+		filepath.Join(n.Dir, "containerd", "opt"))
 	cfgFile := filepath.Join(n.Dir, "containerd.toml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return err
@@ -381,6 +397,10 @@ state = %q
 	}
 	return nil
 }
+
+// StaticPodDir is the kubelet's staticPodPath: a pod manifest written there
+// runs on the node without the API server, which gets its mirror pod.
+func (n *Node) StaticPodDir() string { return filepath.Join(n.Dir, "static-pods") }
 
 // Ctr runs ctr against this node's containerd, in the k8s.io namespace, and
 // returns its standard output (warnings go to its standard error).
@@ -407,11 +427,23 @@ func (n *Node) startKubelet(kubeconfig string) error {
 	if err != nil {
 		return err
 	}
+	// The pods' cgroups go under a cgroup of the run's own, which cleanup
+	// removes (and nothing else).
+	if err := makeRunCgroup(n.Dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.StaticPodDir(), 0o755); err != nil {
+		return err
+	}
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This machine has cgroup v1 (hybrid); kubelet 1.35+ refuses it unless told.
 failCgroupV1: false
 cgroupDriver: cgroupfs
+cgroupsPerQOS: true
+cgroupRoot: /%s
+staticPodPath: %s
+volumePluginDir: %s
 containerRuntimeEndpoint: unix://%s
 address: %s
 port: %d
@@ -438,7 +470,8 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusReportFrequency: 10s
 shutdownGracePeriod: 0s
-`, n.sock, NodeIP, n.kubeletPort, healthz,
+`, runCgroup(n.Dir), n.StaticPodDir(), filepath.Join(n.Dir, "volume-plugins"),
+		n.sock, NodeIP, n.kubeletPort, healthz,
 		filepath.Join(n.certDir, "kubelet.crt"), filepath.Join(n.certDir, "kubelet.key"), filepath.Join(n.certDir, "ca.crt"),
 		filepath.Join(n.Dir, "pod-logs"))
 	cfgFile := filepath.Join(n.Dir, "kubelet.yaml")
@@ -524,9 +557,12 @@ func (n *Node) waitReady(ctx context.Context, c *Cluster) error {
 }
 
 // Cleanup stops everything the node started and removes what it made: the
-// pods' containers and shims, mounts under the state directory, the pods'
-// cgroups, the bridge and kube-proxy's nftables tables; then it releases the
-// lock. It is safe to call more than once and from a signal handler.
+// pods' containers and shims, mounts under the state directory, the run's
+// cgroup, its shims' sockets, CNI results and the kubelet's files in the
+// host's directories, the bridge, kube-proxy's nftables tables (the run made
+// them), and it puts back the sysctls it changed; then it releases the lock.
+// Leftovers says what it missed. It is safe to call more than once and from
+// a signal handler.
 func (n *Node) Cleanup() {
 	if n == nil || n.cleanedUp {
 		return
@@ -539,12 +575,8 @@ func (n *Node) Cleanup() {
 	if n.Dir != "" {
 		cleanupState(n.Dir)
 	}
-	cleanupHost()
-	if n.ipForward != nil {
-		if now, _ := os.ReadFile(ipForwardFile); string(now) != string(n.ipForward) {
-			_ = os.WriteFile(ipForwardFile, n.ipForward, 0o644)
-		}
-	}
+	// While the lock is held: the next run may start as soon as it goes.
+	n.leftovers = n.findLeftovers()
 	if n.lock != nil {
 		n.lock.Close() // releases the flock
 	}
@@ -610,70 +642,29 @@ func RunReaper() bool {
 		return true // the next run cleaned up first
 	}
 	cleanupState(dir)
-	cleanupHost()
 	return true
 }
 
-// cleanupState removes one run's state directory and everything under it:
-// the pods' processes (found through their cgroups), every process whose
-// command line names the directory (containerd, its shims, the kubelet,
-// kube-proxy), and the mounts below it.
+// cleanupState removes one run's state directory and everything under it
+// and what the run made outside it: the pods' processes (found through the
+// run's cgroup), every process whose command line names the directory
+// (containerd, its shims, the kubelet, kube-proxy, the control plane), the
+// mounts below it, the run's files in the host's directories, its cgroup,
+// the bridge, kube-proxy's tables if the run made them, and the sysctls it
+// changed.
 func cleanupState(dir string) {
-	killCgroupProcs()
+	killCgroupProcs(dir)
+	shimSockets := runShimSockets(dir) // before the shims die
 	killByCmdline(dir)
-	killCgroupProcs() // containers a dying shim left behind
+	killCgroupProcs(dir) // containers a dying shim left behind
 	unmountUnder(dir)
-	removeCgroups()
+	for _, s := range shimSockets {
+		_ = os.Remove(s)
+	}
+	removeRunHostFiles(dir)
+	removeCgroups(dir)
+	restoreHost(dir)
 	_ = os.RemoveAll(dir)
-}
-
-// cleanupHost removes the machine-wide things a node makes: the bridge,
-// kube-proxy's nftables tables and CNI's result cache for this network.
-func cleanupHost() {
-	_ = exec.Command("ip", "link", "del", nodeBridge).Run()
-	for _, family := range []string{"ip", "ip6"} {
-		_ = exec.Command("nft", "delete", "table", family, "kube-proxy").Run()
-	}
-	if m, _ := filepath.Glob("/var/lib/cni/results/keyhook-node-*"); len(m) > 0 {
-		for _, f := range m {
-			_ = os.Remove(f)
-		}
-	}
-}
-
-// podCgroupRoots are the kubelet's pod cgroups (cgroupfs driver, cgroup v1:
-// one tree per controller).
-func podCgroupRoots() []string {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
-	if _, err := os.Stat("/sys/fs/cgroup/kubepods"); err == nil {
-		roots = append(roots, "/sys/fs/cgroup/kubepods")
-	}
-	return roots
-}
-
-func killCgroupProcs() {
-	for i := 0; i < 20; i++ {
-		found := false
-		for _, root := range podCgroupRoots() {
-			_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-					return nil
-				}
-				b, _ := os.ReadFile(path)
-				for _, f := range strings.Fields(string(b)) {
-					if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-						found = true
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-				return nil
-			})
-		}
-		if !found {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func killByCmdline(dir string) {
@@ -751,26 +742,4 @@ func unescapeMountPath(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// removeCgroups removes the pod cgroups, deepest first.
-func removeCgroups() {
-	for _, root := range podCgroupRoots() {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-		for _, d := range dirs {
-			for i := 0; i < 20; i++ {
-				if err := syscall.Rmdir(d); err == nil || errors.Is(err, syscall.ENOENT) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}
 }

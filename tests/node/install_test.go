@@ -89,17 +89,10 @@ func waitKeyhookReady(ctx context.Context) error {
 	var state string
 	err := framework.WaitFor(wctx, 500*time.Millisecond, func() (bool, error) {
 		for _, name := range []string{keyhookController, keyhookDeployment} {
-			d := &appsv1.Deployment{}
-			if err := cluster.Client.Get(wctx, client.ObjectKey{Namespace: keyhookNamespace, Name: name}, d); err != nil {
+			var ready bool
+			var err error
+			if ready, state, err = deploymentReady(wctx, name); !ready || err != nil {
 				return false, err
-			}
-			want := int32(1)
-			if d.Spec.Replicas != nil {
-				want = *d.Spec.Replicas
-			}
-			state = fmt.Sprintf("%s: %d of %d replicas ready", name, d.Status.ReadyReplicas, want)
-			if d.Status.ObservedGeneration != d.Generation || d.Status.ReadyReplicas != want || d.Status.UpdatedReplicas != want {
-				return false, nil
 			}
 		}
 		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
@@ -119,6 +112,40 @@ func waitKeyhookReady(ctx context.Context) error {
 		logs, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "logs", "deploy/"+keyhookDeployment, "--tail=30")
 		ctlLogs, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "logs", "deploy/"+keyhookController, "--tail=30")
 		return fmt.Errorf("waiting for keyhook: %w (%s)\n%s\n%s\n%s", err, state, pods, logs, ctlLogs)
+	}
+	return nil
+}
+
+// deploymentReady reports whether keyhook's Deployment name has all its
+// replicas updated and ready, and says how many are.
+func deploymentReady(ctx context.Context, name string) (bool, string, error) {
+	d := &appsv1.Deployment{}
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: keyhookNamespace, Name: name}, d); err != nil {
+		return false, "", err
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	state := fmt.Sprintf("%s: %d of %d replicas ready", name, d.Status.ReadyReplicas, want)
+	return d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == want && d.Status.UpdatedReplicas == want &&
+		d.Status.Replicas == want, state, nil
+}
+
+// waitDeploymentReady waits until keyhook's Deployment name is ready.
+func waitDeploymentReady(ctx context.Context, name string) error {
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var state string
+	err := framework.WaitFor(wctx, 500*time.Millisecond, func() (bool, error) {
+		var ready bool
+		var err error
+		ready, state, err = deploymentReady(wctx, name)
+		return ready, err
+	})
+	if err != nil {
+		pods, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "get", "pods", "-o", "wide")
+		return fmt.Errorf("waiting for %s: %w (%s)\n%s", name, err, state, pods)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -167,10 +168,12 @@ func TestSecretModePodSeesSyncedSecret(t *testing.T) {
 	}
 }
 
-// TestKeyhookDown: with keyhook's pods scaled to 0, a pod in a namespace a
-// ClusterInjectionPolicy enforces is refused, a pod elsewhere starts without
-// injection, and keyhook's own pods can be recreated (its namespace is never
-// sent to its webhook).
+// TestKeyhookDown: with keyhook's pods — the webhook's and the controller's —
+// scaled to 0, a pod in a namespace a ClusterInjectionPolicy enforces is
+// refused, a pod elsewhere starts without injection, and keyhook's own pods
+// can be recreated while no webhook serves (its namespace is never sent to
+// its webhook): the controller's first, with the webhook still at 0, then
+// the webhook's. Then the enforced namespace admits injected pods again.
 func TestKeyhookDown(t *testing.T) {
 	ctx := testContext(t)
 	enforced := tenant(ctx, t, "enforced", nil)
@@ -181,55 +184,33 @@ func TestKeyhookDown(t *testing.T) {
 	if err := cluster.Client.Create(ctx, externalSecret(enforced, "db", data("password", enforced+"/db", "password"))); err != nil {
 		t.Fatal(err)
 	}
-	n := &corev1.Namespace{}
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: enforced}, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Labels["compliance"] = enforced
-	if err := cluster.Client.Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	policy := &v1alpha1.ClusterInjectionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "pci-" + enforced},
-		Spec: v1alpha1.ClusterInjectionPolicySpec{
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"compliance": enforced}},
-			Inject:            []string{"db"},
-			Enforce:           true,
-		},
-	}
-	if err := cluster.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), policy) })
-	err := framework.WaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
-		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: enforced}, n); err != nil {
-			return false, err
-		}
-		return n.Labels["keyhook.dev/injection"] == "enforced", nil
-	})
-	if err != nil {
-		t.Fatalf("keyhook did not label namespace %s enforced: %v", enforced, err)
-	}
+	enforce(ctx, t, enforced, "db")
 
-	scale(ctx, t, 0)
+	// Both Deployments to 0, put back as they were whatever happens.
+	replicas := map[string]int32{}
+	for _, name := range []string{keyhookDeployment, keyhookController} {
+		replicas[name] = scale(ctx, t, name, 0)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		scale(ctx, t, 2)
-	})
-	err = framework.WaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
-		pods := &corev1.PodList{}
-		// The webhook's pods; the controller's stay, and matter not here.
-		if err := cluster.Client.List(ctx, pods, client.InNamespace(keyhookNamespace), client.MatchingLabels{"app.kubernetes.io/component": "webhook"}); err != nil {
-			return false, err
+		for name, r := range replicas {
+			scale(ctx, t, name, r)
 		}
-		return len(pods.Items) == 0, nil
+		if err := waitKeyhookReady(ctx); err != nil {
+			t.Error(err)
+		}
 	})
-	if err != nil {
-		t.Fatalf("keyhook's webhook pods did not go: %v", err)
+	for _, c := range []string{"webhook", "controller"} {
+		err := framework.WaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
+			return len(keyhookPods(ctx, t, c)) == 0, nil
+		})
+		if err != nil {
+			t.Fatalf("keyhook's %s pods did not go: %v", c, err)
+		}
 	}
 
-	err = cluster.Client.Create(ctx, appPod(enforced, "refused", mountPath))
+	err := cluster.Client.Create(ctx, appPod(enforced, "refused", mountPath))
 	if err == nil {
 		t.Error("a pod in an enforced namespace was admitted while keyhook was down")
 	} else if !strings.Contains(err.Error(), "keyhook") {
@@ -246,21 +227,114 @@ func TestKeyhookDown(t *testing.T) {
 		t.Errorf("the pod admitted while keyhook was down has init containers %v", running.Spec.InitContainers)
 	}
 
-	// keyhook comes back by itself: its pods are never sent to its webhook.
-	scale(ctx, t, 2)
+	// keyhook comes back by itself: the controller's pods are created and
+	// become ready while the webhook still has no pod at all...
+	scale(ctx, t, keyhookController, replicas[keyhookController])
+	if err := waitDeploymentReady(ctx, keyhookController); err != nil {
+		t.Fatalf("keyhook's controller did not come back while its webhook was down: %v", err)
+	}
+	if pods := keyhookPods(ctx, t, "webhook"); len(pods) != 0 {
+		t.Fatalf("webhook pods %v exist: the controller's were not shown to start without the webhook", pods)
+	}
+	// ...and so are the webhook's, the first of them with no webhook serving.
+	scale(ctx, t, keyhookDeployment, replicas[keyhookDeployment])
 	if err := waitKeyhookReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	injected := appPod(enforced, "admitted", mountPath)
+	injected.Spec.ServiceAccountName = "app"
+	injected.Annotations = map[string]string{"keyhook.dev/inject": "db"}
+	if err := cluster.Client.Create(ctx, injected); err != nil {
+		t.Fatalf("keyhook back: a pod of the enforced namespace was refused: %v", err)
+	}
+	if !hasAgent(injected) {
+		t.Errorf("keyhook back: the enforced namespace's pod was admitted without the agent (init containers %v)", injected.Spec.InitContainers)
+	}
 }
 
-func scale(ctx context.Context, t *testing.T, replicas int32) {
+// hasAgent reports whether keyhook injected its init-agent into the pod.
+func hasAgent(p *corev1.Pod) bool {
+	for _, ic := range p.Spec.InitContainers {
+		if ic.Name == "keyhook-agent" {
+			return true
+		}
+	}
+	return false
+}
+
+// keyhookPods names keyhook's pods of one component (webhook, controller).
+func keyhookPods(ctx context.Context, t *testing.T, component string) []string {
 	t.Helper()
-	d := &appsv1.Deployment{}
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: keyhookNamespace, Name: keyhookDeployment}, d); err != nil {
+	pods := &corev1.PodList{}
+	if err := cluster.Client.List(ctx, pods, client.InNamespace(keyhookNamespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
 		t.Fatal(err)
 	}
-	d.Spec.Replicas = ptr.To(replicas)
-	if err := cluster.Client.Update(ctx, d); err != nil {
+	var names []string
+	for _, p := range pods.Items {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// scale sets a keyhook Deployment's replicas and returns what they were.
+func scale(ctx context.Context, t *testing.T, name string, replicas int32) int32 {
+	t.Helper()
+	var was int32 = 1
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: keyhookNamespace, Name: name}, d); err != nil {
+			return err
+		}
+		if d.Spec.Replicas != nil {
+			was = *d.Spec.Replicas
+		}
+		d.Spec.Replicas = ptr.To(replicas)
+		return cluster.Client.Update(ctx, d)
+	})
+	if err != nil {
+		t.Fatalf("scaling %s to %d: %v", name, replicas, err)
+	}
+	return was
+}
+
+// enforce labels the namespace and makes a ClusterInjectionPolicy that
+// enforces injecting the ExternalSecrets there (removed after the test), and
+// waits until keyhook has labelled the namespace enforced.
+func enforce(ctx context.Context, t *testing.T, ns string, inject ...string) {
+	t.Helper()
+	n := &corev1.Namespace{}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+			return err
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels["compliance"] = ns
+		return cluster.Client.Update(ctx, n)
+	})
+	if err != nil {
 		t.Fatal(err)
+	}
+	policy := &v1alpha1.ClusterInjectionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "pci-" + ns},
+		Spec: v1alpha1.ClusterInjectionPolicySpec{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"compliance": ns}},
+			Inject:            inject,
+			Enforce:           true,
+		},
+	}
+	if err := cluster.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), policy) })
+	err = framework.WaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+			return false, err
+		}
+		return n.Labels["keyhook.dev/injection"] == "enforced", nil
+	})
+	if err != nil {
+		t.Fatalf("keyhook did not label namespace %s enforced: %v", ns, err)
 	}
 }

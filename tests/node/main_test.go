@@ -80,6 +80,11 @@ func run(m *testing.M) (code int) {
 			if cluster != nil {
 				_ = cluster.Stop()
 			}
+			// The run leaves the machine as it found it, or the package fails.
+			if left := node.Leftovers(); len(left) > 0 {
+				fmt.Fprintf(os.Stderr, "node: after its cleanup the run left on this machine:\n  %s\n", strings.Join(left, "\n  "))
+				code = 1
+			}
 		})
 	}
 	defer cleanup()
