@@ -70,7 +70,7 @@ type Node struct {
 	cleanedUp   bool
 	before      *hostState // the machine before the run (see Leftovers)
 	leftovers   []string
-	reaper      *os.File   // write end of the reaper's pipe
+	reaper      *os.File // write end of the reaper's pipe
 }
 
 // PrepareNode takes the machine-wide node lock (waiting while another run
