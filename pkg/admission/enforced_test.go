@@ -2,10 +2,12 @@ package admission_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,7 +28,9 @@ import (
 // so, is never admitted uninjected because this replica's cache does not
 // know the enforcing ClusterInjectionPolicy yet: the API server is asked,
 // and without an enforcing policy there either the pod is denied with a
-// message that says to retry. Mirror pods are admitted unchanged anywhere.
+// message that says to retry. Mirror pods are admitted unchanged when
+// their node's kubelet creates them; anyone else's is denied in an enforced
+// namespace and is an ordinary pod elsewhere.
 func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -65,12 +69,24 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
 		}
 	}
-	mirror := map[string]string{corev1.MirrorPodAnnotationKey: "0123abcd"}
+	mirrorPod := func(ann map[string]string, node string) *corev1.Pod {
+		p := pod(map[string]string{corev1.MirrorPodAnnotationKey: "0123abcd"}, nil)
+		maps.Copy(p.Annotations, ann)
+		p.Spec.NodeName = node
+		return p
+	}
+	kubelet := authenticationv1.UserInfo{Username: "system:node:node-1", Groups: []string{"system:nodes", "system:authenticated"}}
+	tenantUser := authenticationv1.UserInfo{Username: "alice", Groups: []string{"system:authenticated"}}
+	defaulting := &v1alpha1.ClusterInjectionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "defaults"}, Spec: v1alpha1.ClusterInjectionPolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}}, Inject: []string{"db"},
+	}}
+	const forged = `mirror pods may only be created by their node's kubelet: namespace "shop" is enforced by keyhook`
 	const unknown = `namespace "shop" is enforced by keyhook (label keyhook.dev/injection=enforced) but no ClusterInjectionPolicy known to this webhook replica enforces it`
 
 	for _, tc := range []struct {
 		name     string
 		enforced bool // sent to the enforced entry's path
+		user     authenticationv1.UserInfo
 		cache    client.Reader
 		live     client.Reader // nil: no API server to ask
 		pod      *corev1.Pod
@@ -100,12 +116,32 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 		{name: "other entry, cached label enforced, the API server has removed it",
 			cache: cluster(enforcedNS, enforcing(nil)), live: cluster(plainNS), pod: pod(nil, nil), want: "injected"},
 		{name: "other entry, no policy", cache: cluster(plainNS), pod: pod(nil, nil), want: "admitted"},
-		{name: "mirror pod, enforced entry, policy unknown", enforced: true,
-			cache: cluster(enforcedNS), pod: pod(mirror, nil), want: "admitted", warning: "mirror pod"},
-		{name: "mirror pod, enforced entry, known policy", enforced: true,
-			cache: cluster(enforcedNS, enforcing(nil)), pod: pod(mirror, nil), want: "admitted", warning: "mirror pod"},
-		{name: "mirror pod asking for injection, opt-in entry",
-			cache: cluster(plainNS), pod: pod(map[string]string{corev1.MirrorPodAnnotationKey: "x", annotations.Inject: "db"}, nil), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod of its node, enforced entry, policy unknown", enforced: true, user: kubelet,
+			cache: cluster(enforcedNS), pod: mirrorPod(nil, "node-1"), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod of its node, enforced entry, known policy", enforced: true, user: kubelet,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, "node-1"), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod of its node asking for injection, opt-in entry", user: kubelet,
+			cache: cluster(plainNS), pod: mirrorPod(map[string]string{annotations.Inject: "db"}, "node-1"), want: "admitted", warning: "mirror pod"},
+		{name: "mirror pod of a tenant, enforced entry, known policy", enforced: true, user: tenantUser,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, "node-1"), want: forged},
+		{name: "mirror pod of a tenant, enforced entry, policy unknown", enforced: true, user: tenantUser,
+			cache: cluster(enforcedNS), live: cluster(enforcedNS), pod: mirrorPod(nil, "node-1"), want: forged},
+		{name: "mirror pod of a tenant, other entry, cached label enforced", user: tenantUser,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, "node-1"), want: forged},
+		{name: "mirror pod of another node, enforced entry", enforced: true, user: kubelet,
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, "node-2"), want: forged},
+		{name: "mirror pod of no node, enforced entry", enforced: true, user: authenticationv1.UserInfo{Username: "system:node:", Groups: kubelet.Groups},
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, ""), want: forged},
+		{name: "mirror pod of the node's name outside system:nodes, enforced entry", enforced: true, user: authenticationv1.UserInfo{Username: kubelet.Username},
+			cache: cluster(enforcedNS, enforcing(nil)), pod: mirrorPod(nil, "node-1"), want: forged},
+		{name: "mirror pod of a tenant asking for injection, opt-in entry", user: tenantUser,
+			cache: cluster(plainNS), pod: mirrorPod(map[string]string{annotations.Inject: "db"}, "node-1"),
+			want: `mirror pods (annotation kubernetes.io/config.mirror) may only be created by their node's kubelet (user system:node:<spec.nodeName>, group system:nodes), and the API server refuses a mirror pod with the service-account token keyhook would inject for ExternalSecrets ["db"] (annotation keyhook.dev/inject); remove the annotation`},
+		{name: "mirror pod of a tenant, default entry, a policy injects", user: tenantUser,
+			cache: cluster(ns(map[string]string{"team": "shop", annotations.Injection: annotations.InjectionDefault}), defaulting), pod: mirrorPod(nil, "node-1"),
+			want: `ExternalSecrets ["db"] (ClusterInjectionPolicy defaults)`},
+		{name: "mirror pod of a tenant asking for nothing, not enforced", user: tenantUser,
+			cache: cluster(plainNS), pod: mirrorPod(nil, "node-1"), want: "admitted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &keyhookadmission.PodInjector{
@@ -114,7 +150,9 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 				Enforced: tc.enforced,
 				Live:     tc.live,
 			}
-			resp := h.Handle(log.IntoContext(context.Background(), quiet), podRequest(t, tc.pod, "shop"))
+			req := podRequest(t, tc.pod, "shop")
+			req.UserInfo = tc.user
+			resp := h.Handle(log.IntoContext(context.Background(), quiet), req)
 			switch tc.want {
 			case "injected":
 				if !resp.Allowed || len(resp.Patches) == 0 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,16 +133,18 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	if ns == "" {
 		ns = view.Metadata.Namespace
 	}
-	if _, mirror := view.Metadata.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		// The API server's copy of a static pod, which the kubelet runs
-		// from its node's disk whatever the copy says: injecting it could
-		// not change what runs, and the API server's ServiceAccount
-		// admission refuses a mirror pod with service-account tokens or
-		// secrets, which would leave the static pod running unseen. A
-		// tenant who sets the annotation gets a pod no kubelet runs (it
-		// deletes mirror pods without a static pod). Enforcing policies
-		// report it (PodsInjected).
-		logger.Info("admitted a mirror pod unchanged")
+	// A mirror pod is the API server's copy of a static pod, which the
+	// kubelet runs from its node's disk whatever the copy says. Only that
+	// node's kubelet creates one: anyone else who sets the annotation makes
+	// an ordinary pod that a virtual-kubelet provider bound to spec.nodeName
+	// would run, so the annotation alone exempts nothing.
+	_, mirror := view.Metadata.Annotations[corev1.MirrorPodAnnotationKey]
+	if mirror && webhookconfig.IsNodeOf(req.UserInfo.Username, req.UserInfo.Groups, view.Spec.NodeName) {
+		// Injecting it could not change what runs, and the API server's
+		// ServiceAccount admission refuses a mirror pod with
+		// service-account tokens or secrets, which would leave the static
+		// pod running unseen. Enforcing policies report it (PodsInjected).
+		logger.Info("admitted a mirror pod unchanged", "node", view.Spec.NodeName)
 		return admission.Allowed("mirror pod").WithWarnings(mirrorPodWarning), ResultSkipped
 	}
 	// The ClusterInjectionPolicies and the namespace, from the informer
@@ -150,6 +153,13 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	if err != nil {
 		logger.Error(err, "reading ClusterInjectionPolicies")
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	}
+	if mirror && (h.Enforced || in.NamespaceLabels[annotations.Injection] == annotations.InjectionEnforced) {
+		// Backed by the ValidatingAdmissionPolicy MirrorPodPolicy, which
+		// holds while keyhook is bypassed.
+		msg := mirrorPodDenied(ns, req.UserInfo.Username, view.Spec.NodeName)
+		logger.Info("denied", "reason", msg)
+		return admission.Denied(msg), ResultDenied
 	}
 	if h.enforcementUnknown(in) && h.Live != nil {
 		// The cache lags: confirm with the API server before denying.
@@ -179,6 +189,16 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	}
 	if plan.OptedOut || plan.Request == nil {
 		return admission.Allowed("no injection requested"), ResultSkipped
+	}
+	if mirror {
+		// Not its node's: an ordinary pod, which would be injected. The
+		// API server's ServiceAccount admission would refuse the injected
+		// pod (a mirror pod may not use service-account tokens) with a
+		// message that does not say why; this one does.
+		msg := fmt.Sprintf("mirror pods (annotation %s) may only be created by their node's kubelet (user %s<spec.nodeName>, group %s), and the API server refuses a mirror pod with the service-account token keyhook would inject for %s; remove the annotation",
+			corev1.MirrorPodAnnotationKey, webhookconfig.NodeUserPrefix, webhookconfig.NodesGroup, injectionFor(plan))
+		logger.Info("denied", "reason", msg)
+		return admission.Denied(msg), ResultDenied
 	}
 	want, decision, explicit := plan.Request, plan.Decision, plan.Explicit
 	var warnings []string
@@ -257,6 +277,24 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	resp := admission.Patched("", ops...)
 	resp.PatchType = &jsonPatchType
 	return resp.WithWarnings(warnings...), ResultInjected
+}
+
+// mirrorPodDenied is the denial of a mirror pod in an enforced namespace
+// that user, not the kubelet of node, creates.
+func mirrorPodDenied(ns, user, node string) string {
+	if node == "" {
+		node = "<none: spec.nodeName is not set>"
+	}
+	return fmt.Sprintf("mirror pods may only be created by their node's kubelet: namespace %q is enforced by keyhook, and this pod (annotation %s) is created by %q, not by the kubelet of node %s (user %s<spec.nodeName>, group %s); remove the annotation to have the pod injected",
+		ns, corev1.MirrorPodAnnotationKey, user, node, webhookconfig.NodeUserPrefix, webhookconfig.NodesGroup)
+}
+
+// injectionFor names what plan injects, for a message.
+func injectionFor(plan injection.Plan) string {
+	if plan.Decision != nil && len(plan.Decision.Policies) > 0 {
+		return fmt.Sprintf("ExternalSecrets %q (ClusterInjectionPolicy %s)", plan.Names(), strings.Join(plan.Decision.Policies, ", "))
+	}
+	return fmt.Sprintf("ExternalSecrets %q (annotation %s)", plan.Names(), annotations.Inject)
 }
 
 // mirrorPodWarning is the warning of an admitted mirror pod.

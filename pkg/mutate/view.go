@@ -32,6 +32,9 @@ type PodViewMeta struct {
 
 // PodViewSpec is the part of a pod's spec keyhook reads.
 type PodViewSpec struct {
+	// NodeName is the node a pod is bound to at creation: a mirror pod's,
+	// whose kubelet alone may create it.
+	NodeName        string                 `json:"nodeName"`
 	InitContainers  []ContainerView        `json:"initContainers"`
 	Containers      []ContainerView        `json:"containers"`
 	Volumes         []VolumeView           `json:"volumes"`
@@ -152,6 +155,7 @@ func ViewOf(pod *corev1.Pod) *PodView {
 		}
 		return out
 	}
+	v.Spec.NodeName = pod.Spec.NodeName
 	v.Spec.InitContainers = containers(pod.Spec.InitContainers)
 	v.Spec.Containers = containers(pod.Spec.Containers)
 	if pod.Spec.Volumes != nil {

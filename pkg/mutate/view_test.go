@@ -24,7 +24,7 @@ func TestDecodePod(t *testing.T) {
 		"names with escapes": `{"metadata":{"l\u0061bels":{"policy":"enforce"},"annotations":{"keyhook.dev\/inject":"db"}},` +
 			`"spec":{"containers":[{"n\u0061me":"a","volumeMounts":[{"name":"v","mountP\u0061th":"/v"}]}]}}`,
 		"names in another case": `{"Metadata":{"labels":{"a":"b"}},"metadata":{"Labels":{"x":"y"},"labels":{"policy":"enforce"},"Annotations":{"keyhook.dev/inject":"false"}},` +
-			`"spec":{"Containers":[{"name":"x"}],"containers":[{"Name":"y","name":"a","VolumeMounts":[{"name":"v"}]}],"SecurityContext":{"fsGroup":1}}}`,
+			`"spec":{"NodeName":"evil","n\u006fdeName":"node-1","Containers":[{"name":"x"}],"containers":[{"Name":"y","name":"a","VolumeMounts":[{"name":"v"}]}],"SecurityContext":{"fsGroup":1}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			pod := &corev1.Pod{}

@@ -2,9 +2,11 @@ package webhookconfig
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -32,7 +34,21 @@ const AdmissionPoliciesFile = "admissionpolicies.yaml"
 
 // AdmissionPolicies are the ValidatingAdmissionPolicies of an install.
 func AdmissionPolicies(o Options) []AdmissionPolicy {
-	return []AdmissionPolicy{NamespaceLabelPolicy(o), PodPolicy(o)}
+	return []AdmissionPolicy{NamespaceLabelPolicy(o), PodPolicy(o), MirrorPodPolicy(o)}
+}
+
+// NodeUserPrefix and NodesGroup make the identity a kubelet authenticates
+// as: user NodeUserPrefix + its node's name, in group NodesGroup (what the
+// Node authorizer and NodeRestriction admission recognise).
+const (
+	NodeUserPrefix = "system:node:"
+	NodesGroup     = "system:nodes"
+)
+
+// IsNodeOf reports whether user, in groups, is the kubelet of node: the
+// only creator of node's mirror pods. A pod bound to no node has none.
+func IsNodeOf(user string, groups []string, node string) bool {
+	return node != "" && user == NodeUserPrefix+node && slices.Contains(groups, NodesGroup)
 }
 
 // AdmissionPolicy is a ValidatingAdmissionPolicy and the binding that puts
@@ -177,5 +193,46 @@ func PodPolicy(o Options) AdmissionPolicy {
 				Reason: ptr.To(metav1.StatusReasonForbidden),
 			},
 		},
+	})
+}
+
+// MirrorPodPolicy lets only a node's kubelet create a mirror pod (annotation
+// kubernetes.io/config.mirror) bound to that node, in every namespace
+// labelled keyhook.dev/injection=enforced (but kube-system and keyhook's
+// own, never enforced). The webhook admits such a pod uninjected; without
+// this check anyone with pods/create could set the annotation and
+// spec.nodeName on a pod of its own and have it admitted uninjected, and a
+// virtual-kubelet provider runs every pod bound to it. The webhook denies
+// the same pods; this policy holds where keyhook is bypassed or down.
+func MirrorPodPolicy(o Options) AdmissionPolicy {
+	return bound(o.Name+"-mirror-pods", admissionregistrationv1.ValidatingAdmissionPolicySpec{
+		MatchConstraints: &admissionregistrationv1.MatchResources{
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels:      map[string]string{annotations.Injection: annotations.InjectionEnforced},
+				MatchExpressions: []metav1.LabelSelectorRequirement{notOwn(o)},
+			},
+			ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+						Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+					},
+				},
+			}},
+		},
+		MatchConditions: []admissionregistrationv1.MatchCondition{{
+			Name:       "mirror-pod",
+			Expression: fmt.Sprintf("has(object.metadata.annotations) && %s in object.metadata.annotations", q(corev1.MirrorPodAnnotationKey)),
+		}},
+		Validations: []admissionregistrationv1.Validation{{
+			Expression: fmt.Sprintf("has(object.spec.nodeName) && object.spec.nodeName != '' && request.userInfo.username == %s + object.spec.nodeName && "+
+				"has(request.userInfo.groups) && %s in request.userInfo.groups", q(NodeUserPrefix), q(NodesGroup)),
+			MessageExpression: q("mirror pods may only be created by their node's kubelet: namespace ") + " + request.namespace + " +
+				q(fmt.Sprintf(" is enforced by keyhook (%s=%s), and a pod with annotation %s is admitted only from user %s<spec.nodeName> in group %s; ",
+					annotations.Injection, annotations.InjectionEnforced, corev1.MirrorPodAnnotationKey, NodeUserPrefix, NodesGroup)) +
+				" + request.userInfo.username + " + q(" may not create one: remove the annotation"),
+			Reason: ptr.To(metav1.StatusReasonForbidden),
+		}},
 	})
 }

@@ -111,3 +111,53 @@ func TestPodPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestMirrorPodPolicy(t *testing.T) {
+	p := MirrorPodPolicy(Defaults())
+	if p.Policy.Name != "keyhook-mirror-pods" || p.Binding.Spec.PolicyName != p.Policy.Name || *p.Policy.Spec.FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("policy %q bound as %q, failure policy %v; want keyhook-mirror-pods, failing closed", p.Policy.Name, p.Binding.Spec.PolicyName, *p.Policy.Spec.FailurePolicy)
+	}
+	rules := p.Policy.Spec.MatchConstraints.ResourceRules
+	if len(rules) != 1 || !cmp.Equal(rules[0].Resources, []string{"pods"}) ||
+		!cmp.Equal(rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) {
+		t.Errorf("the policy must see every pod create: %+v", rules)
+	}
+	want := &metav1.LabelSelector{
+		MatchLabels:      map[string]string{"keyhook.dev/injection": "enforced"},
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "keyhook-system"}}},
+	}
+	if diff := cmp.Diff(want, p.Policy.Spec.MatchConstraints.NamespaceSelector); diff != "" {
+		t.Errorf("the policy must hold in enforced namespaces, never in kube-system or keyhook's (-want +got):\n%s", diff)
+	}
+	if p.Policy.Spec.MatchConstraints.ObjectSelector != nil {
+		t.Error("pod labels are the tenant's: no object selector")
+	}
+	if mc := p.Policy.Spec.MatchConditions; len(mc) != 1 || mc[0].Expression != `has(object.metadata.annotations) && "kubernetes.io/config.mirror" in object.metadata.annotations` {
+		t.Errorf("match conditions %+v; want the mirror annotation alone", mc)
+	}
+	v := p.Policy.Spec.Validations
+	if len(v) != 1 || v[0].Expression != `has(object.spec.nodeName) && object.spec.nodeName != '' && request.userInfo.username == "system:node:" + object.spec.nodeName && has(request.userInfo.groups) && "system:nodes" in request.userInfo.groups` {
+		t.Errorf("validations %+v; want the node's kubelet alone", v)
+	}
+}
+
+func TestIsNodeOf(t *testing.T) {
+	nodes := []string{"system:authenticated", "system:nodes"}
+	for _, tc := range []struct {
+		user   string
+		groups []string
+		node   string
+		want   bool
+	}{
+		{"system:node:n1", nodes, "n1", true},
+		{"system:node:n1", nodes, "n2", false},
+		{"system:node:n1", []string{"system:authenticated"}, "n1", false},
+		{"system:node:", nodes, "", false},
+		{"alice", nodes, "n1", false},
+		{"system:node:n1", nodes, "", false},
+	} {
+		if got := IsNodeOf(tc.user, tc.groups, tc.node); got != tc.want {
+			t.Errorf("IsNodeOf(%q, %q, %q) = %v, want %v", tc.user, tc.groups, tc.node, got, tc.want)
+		}
+	}
+}

@@ -55,7 +55,8 @@ func TestManifestsApply(t *testing.T) {
 				"clusterrole.rbac.authorization.k8s.io/keyhook-webhook", "clusterrole.rbac.authorization.k8s.io/keyhook-controller",
 				"serviceaccount/keyhook-webhook", "serviceaccount/keyhook-controller",
 				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-namespace-labels", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-namespace-labels",
-				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-pods", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-pods"} {
+				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-pods", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-pods",
+				"validatingadmissionpolicy.admissionregistration.k8s.io/keyhook-mirror-pods", "validatingadmissionpolicybinding.admissionregistration.k8s.io/keyhook-mirror-pods"} {
 				if !strings.Contains(string(res), want) {
 					t.Errorf("dry run did not apply %s:\n%s", want, res)
 				}
@@ -261,8 +262,8 @@ func TestManifestWebhooksAreGenerated(t *testing.T) {
 				}
 			}
 		}
-		if n != 4 {
-			t.Errorf("%s installs %d ValidatingAdmissionPolicies and bindings, want 4", dir, n)
+		if want := 2 * len(webhookconfig.AdmissionPolicies(webhookconfig.Defaults())); n != want {
+			t.Errorf("%s installs %d ValidatingAdmissionPolicies and bindings, want %d", dir, n, want)
 		}
 	}
 }
