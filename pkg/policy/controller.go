@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -36,8 +37,9 @@ import (
 // ("enforced") or open ("default"), and keeps each policy's status count.
 type NamespaceLabeler struct {
 	Client client.Client
-	// Pods, when set, lists pods (uncached) for the PodsInjected condition
-	// of enforcing policies; nil leaves it out.
+	// Pods, when set, lists pods (uncached: the API reader) for the
+	// PodsInjected condition of enforcing policies, a page at a time; nil
+	// leaves it out.
 	Pods client.Reader
 	// ExemptNamespaces are never sent to the webhook (kube-system, keyhook's
 	// own): a policy cannot be enforced there, so their pods are not
@@ -60,11 +62,17 @@ const recheckPods = 5 * time.Minute
 // maxNamed bounds the pods a condition message names.
 const maxNamed = 5
 
+// podPage is how many pods one List of the PodsInjected check returns: the
+// pods are read whole (injected-ness is in the spec), and a namespace's
+// pods at once could be gigabytes.
+const podPage = 100
+
 // NotInjected returns namespace/name of the pods p selects that do not carry
 // keyhook's injection of the ExternalSecrets p injects, sorted; pods is every pod of the
 // namespaces p selects, nsLabels the labels of those namespaces.
-// Terminating pods are left out; mirror pods, which keyhook admits
-// unchanged, are named "namespace/name (static pod)".
+// Terminating pods are left out; pods with the mirror annotation, which
+// keyhook admits unchanged from their node's kubelet, are named
+// "namespace/name (static pod)".
 //
 // Injected-ness is read from the pod's spec (mutate.NotDelivered), never
 // from the keyhook.dev/status annotation: whoever may update a pod can add
@@ -73,42 +81,90 @@ const maxNamed = 5
 func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pods []corev1.Pod) []string {
 	var out []string
 	for i := range pods {
-		pod := &pods[i]
-		if pod.DeletionTimestamp != nil {
-			continue
-		}
-		ok, err := selects(p, nsLabels[pod.Namespace], pod.Labels)
-		if err != nil || !ok {
-			continue
-		}
-		if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-			out = append(out, pod.Namespace+"/"+pod.Name+" (static pod)")
-			continue
-		}
-		// What the policy injects; not the names of the pod's own
-		// annotation, which its tenant may edit after creation.
-		if len(mutate.NotDelivered(pod, p.Spec.Inject)) > 0 {
-			out = append(out, pod.Namespace+"/"+pod.Name)
+		if name, missed := notInjected(p, nsLabels, &pods[i]); missed {
+			out = append(out, name)
 		}
 	}
 	slices.Sort(out)
 	return out
 }
 
+// notInjected is NotInjected for one pod: its name as reported, and whether
+// it is.
+func notInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pod *corev1.Pod) (string, bool) {
+	if pod.DeletionTimestamp != nil {
+		return "", false
+	}
+	ok, err := selects(p, nsLabels[pod.Namespace], pod.Labels)
+	if err != nil || !ok {
+		return "", false
+	}
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return pod.Namespace + "/" + pod.Name + " (static pod)", true
+	}
+	// What the policy injects; not the names of the pod's own
+	// annotation, which its tenant may edit after creation.
+	if len(mutate.NotDelivered(pod, p.Spec.Inject)) > 0 {
+		return pod.Namespace + "/" + pod.Name, true
+	}
+	return "", false
+}
+
+// missedPods are the pods NotInjected reports, gathered a page of pods at a
+// time: how many, and the first maxNamed names in order. No pod is kept.
+type missedPods struct {
+	count int
+	named []string
+}
+
+func (m *missedPods) add(name string) {
+	m.count++
+	i, _ := slices.BinarySearch(m.named, name)
+	if i < maxNamed {
+		m.named = slices.Insert(m.named, i, name)[:min(len(m.named)+1, maxNamed)]
+	}
+}
+
 // podsInjected is the PodsInjected condition for the pods NotInjected found.
-func podsInjected(missed []string, generation int64) metav1.Condition {
-	if len(missed) == 0 {
+func podsInjected(missed missedPods, generation int64) metav1.Condition {
+	if missed.count == 0 {
 		return metav1.Condition{Type: ConditionPodsInjected, Status: metav1.ConditionTrue, Reason: "AllInjected",
 			Message: "every pod the policy selects was injected by keyhook", ObservedGeneration: generation}
 	}
-	named := strings.Join(missed[:min(len(missed), maxNamed)], ", ")
-	if len(missed) > maxNamed {
-		named += fmt.Sprintf(" and %d more", len(missed)-maxNamed)
+	named := strings.Join(missed.named, ", ")
+	if missed.count > len(missed.named) {
+		named += fmt.Sprintf(" and %d more", missed.count-len(missed.named))
 	}
 	return metav1.Condition{Type: ConditionPodsInjected, Status: metav1.ConditionFalse, Reason: "PodsNotInjected",
 		Message: fmt.Sprintf("%d pods the policy selects run without keyhook's injection (created before their namespace was enforced, or static pods, which keyhook never injects): %s; delete them, or roll their workloads, to have them injected",
-			len(missed), named),
+			missed.count, named),
 		ObservedGeneration: generation}
+}
+
+// missed pages through the pods of the namespaces p selects (selected: their
+// labels) and gathers those NotInjected reports, holding one page of pods
+// at a time.
+func (r *NamespaceLabeler) missed(ctx context.Context, p *v1alpha1.ClusterInjectionPolicy, selected map[string]map[string]string) (missedPods, error) {
+	var m missedPods
+	for _, ns := range slices.Sorted(maps.Keys(selected)) {
+		next := ""
+		for {
+			// Whole pods: whether one is injected is read from its spec.
+			list := &corev1.PodList{}
+			if err := r.Pods.List(ctx, list, client.InNamespace(ns), client.Limit(podPage), client.Continue(next)); err != nil {
+				return missedPods{}, fmt.Errorf("listing the pods of namespace %s: %w", ns, err)
+			}
+			for i := range list.Items {
+				if name, missed := notInjected(p, selected, &list.Items[i]); missed {
+					m.add(name)
+				}
+			}
+			if next = list.Continue; next == "" {
+				break
+			}
+		}
+	}
+	return m, nil
 }
 
 // InjectionLabel is the value of the keyhook.dev/injection label that the
@@ -236,16 +292,11 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 	if !p.Spec.Enforce || r.Pods == nil || cond.Status != metav1.ConditionTrue {
 		meta.RemoveStatusCondition(&p.Status.Conditions, ConditionPodsInjected)
 	} else {
-		var pods []corev1.Pod
-		for ns := range selected {
-			// Whole pods: whether one is injected is read from its spec.
-			list := &corev1.PodList{}
-			if err := r.Pods.List(ctx, list, client.InNamespace(ns)); err != nil {
-				return reconcile.Result{}, fmt.Errorf("listing the pods of namespace %s: %w", ns, err)
-			}
-			pods = append(pods, list.Items...)
+		missed, err := r.missed(ctx, p, selected)
+		if err != nil {
+			return reconcile.Result{}, err
 		}
-		meta.SetStatusCondition(&p.Status.Conditions, podsInjected(NotInjected(p, selected, pods), p.Generation))
+		meta.SetStatusCondition(&p.Status.Conditions, podsInjected(missed, p.Generation))
 		result.RequeueAfter = recheckPods
 	}
 	return result, client.IgnoreNotFound(r.Client.Status().Patch(ctx, p, patch))

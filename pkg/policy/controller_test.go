@@ -1,14 +1,25 @@
 package policy
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/keyhook/keyhook/pkg/annotations"
+	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/plan"
 )
@@ -91,10 +102,14 @@ func TestNotInjected(t *testing.T) {
 }
 
 func TestPodsInjectedCondition(t *testing.T) {
-	if c := podsInjected(nil, 3); c.Status != metav1.ConditionTrue || c.Reason != "AllInjected" || c.ObservedGeneration != 3 {
+	if c := podsInjected(missedPods{}, 3); c.Status != metav1.ConditionTrue || c.Reason != "AllInjected" || c.ObservedGeneration != 3 {
 		t.Errorf("all injected: %+v", c)
 	}
-	c := podsInjected([]string{"a/1", "a/2", "a/3", "a/4", "a/5", "a/6", "a/7"}, 1)
+	var m missedPods
+	for _, name := range []string{"a/7", "a/3", "a/6", "a/1", "a/5", "a/2", "a/4"} {
+		m.add(name)
+	}
+	c := podsInjected(m, 1)
 	if c.Status != metav1.ConditionFalse || c.Reason != "PodsNotInjected" {
 		t.Errorf("missed pods: %+v", c)
 	}
@@ -105,5 +120,96 @@ func TestPodsInjectedCondition(t *testing.T) {
 	}
 	if strings.Contains(c.Message, "a/6") {
 		t.Errorf("message names more than %d pods: %q", maxNamed, c.Message)
+	}
+}
+
+// pagedPods is a client.Reader of pods that serves a List a page at a time,
+// as the API server does with limit and continue, and refuses a List without
+// a limit, or with a larger one than podPage: every pod of a namespace at
+// once is what could take the controller's memory.
+type pagedPods struct {
+	client.Reader
+	pods  []corev1.Pod
+	lists int
+}
+
+func (r *pagedPods) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.lists++
+	o := (&client.ListOptions{}).ApplyOptions(opts)
+	if o.Limit <= 0 || o.Limit > podPage {
+		return fmt.Errorf("a list of pods with limit %d: want pages of at most %d", o.Limit, podPage)
+	}
+	start := 0
+	if o.Continue != "" {
+		var err error
+		if start, err = strconv.Atoi(strings.TrimPrefix(o.Continue, "page-")); err != nil {
+			return fmt.Errorf("continue %q is not a token this reader gave", o.Continue)
+		}
+	}
+	var in []corev1.Pod
+	for _, p := range r.pods {
+		if p.Namespace == o.Namespace {
+			in = append(in, p)
+		}
+	}
+	end := min(start+int(o.Limit), len(in))
+	out := list.(*corev1.PodList)
+	out.Items = slices.Clone(in[start:end])
+	out.Continue = ""
+	if end < len(in) {
+		out.Continue = fmt.Sprintf("page-%d", end)
+	}
+	return nil
+}
+
+// TestPodsInjectedPages: the PodsInjected check reads an enforcing
+// policy's namespaces a page of pods at a time, and counts and names the
+// pods it misses across every page.
+func TestPodsInjectedPages(t *testing.T) {
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	must(t, v1alpha1.AddToScheme(scheme))
+	p := pol("pci", map[string]string{"env": "prod"}, nil, true, "", "db")
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.ClusterInjectionPolicy{}).WithObjects(
+		&p,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"env": "prod"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cart", Labels: map[string]string{"env": "prod"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "dev", Labels: map[string]string{"env": "dev"}}},
+	).Build()
+	pods := &pagedPods{}
+	for i := range 2*podPage + 50 {
+		ns, opts := "shop", []podOption{withAgent(t, "db")}
+		if i%2 == 1 {
+			ns = "cart"
+		}
+		if i%37 == 5 {
+			opts = nil // admitted before the policy: on every page
+		}
+		pods.pods = append(pods.pods, testPod(ns, fmt.Sprintf("web-%03d", i), opts...))
+	}
+	pods.pods = append(pods.pods, testPod("dev", "tool"))
+	r := &NamespaceLabeler{Client: c, Pods: pods}
+	if _, err := r.reconcilePolicy(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, c.Get(context.Background(), client.ObjectKeyFromObject(&p), &p))
+	cond := meta.FindStatusCondition(p.Status.Conditions, ConditionPodsInjected)
+	if cond == nil {
+		t.Fatalf("no PodsInjected condition: %+v", p.Status.Conditions)
+	}
+	// i%37 == 5 for i < 250: 5, 42, 79, 116, 153, 190, 227.
+	want := "7 pods the policy selects run without keyhook's injection (created before their namespace was enforced, or static pods, which keyhook never injects): cart/web-005, cart/web-079, cart/web-153, cart/web-227, shop/web-042 and 2 more;"
+	if cond.Status != metav1.ConditionFalse || !strings.HasPrefix(cond.Message, want) {
+		t.Errorf("PodsInjected %s %q; want False, %q…", cond.Status, cond.Message, want)
+	}
+	if pods.lists != 4 { // shop and cart: 125 pods each, two pages; dev is not selected
+		t.Errorf("%d lists of pods, want 4 (two pages of each selected namespace)", pods.lists)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
