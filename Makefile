@@ -36,7 +36,9 @@ build: ## Build the webhook, the controller and the init-agents (all providers, 
 # make images: every image (go run ./hack/images list) for PLATFORMS, built
 # by pkg/imagebuild without Docker, into bin/images/ (an OCI layout with an
 # SPDX SBOM per platform image, archives/*.tar for docker load, images.json).
-# IMAGES=webhook,init-agent builds a part. make push REGISTRY=host/path pushes them.
+# IMAGES=webhook,init-agent builds a part. make push REGISTRY=host/path pushes
+# them (all but the test-only testapp) and writes bin/images/values-images.yaml,
+# the chart values naming the pushed images (registry, tag, digests).
 IMAGES_OUT ?= $(BIN)/images
 PLATFORMS  ?= linux/amd64,linux/arm64
 IMAGES     ?=
@@ -45,7 +47,7 @@ TAG        ?=
 images: ## Build the images (reproducible, multi-arch, SBOMs) into bin/images/.
 	$(GO) run ./hack/images -out $(IMAGES_OUT) -platform $(PLATFORMS) $(if $(IMAGES),-only $(IMAGES))
 
-push: images ## Push bin/images/ to REGISTRY (make push REGISTRY=ghcr.io/you [TAG=v1]).
+push: images ## Push bin/images/ to REGISTRY (make push REGISTRY=ghcr.io/you [TAG=v1]) and write bin/images/values-images.yaml for helm install -f.
 	@test -n "$(REGISTRY)" || { echo "push: set REGISTRY, e.g. make push REGISTRY=ghcr.io/you"; exit 1; }
 	$(GO) run ./hack/images push -layout $(IMAGES_OUT) -registry $(REGISTRY) $(if $(TAG),-tag $(TAG))
 

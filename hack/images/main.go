@@ -2,7 +2,7 @@
 // docker-archive tarballs and SPDX SBOMs, and pushes them (pkg/imagebuild).
 //
 //	go run ./hack/images [-out bin/images] [-platform linux/amd64,linux/arm64] [-only webhook,init-agent]
-//	go run ./hack/images push -registry REGISTRY [-layout bin/images] [-tag TAG]
+//	go run ./hack/images push -registry REGISTRY [-layout bin/images] [-tag TAG] [-all]
 //	go run ./hack/images list
 package main
 
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -110,16 +111,37 @@ func push(ctx context.Context, args []string) error {
 	dir := fs.String("layout", "bin/images", "OCI layout written by 'images build'")
 	registry := fs.String("registry", os.Getenv("REGISTRY"), "registry and path to push to, e.g. ghcr.io/you (default $REGISTRY)")
 	tag := fs.String("tag", "", "tag to push (default: the version the images were built as)")
+	all := fs.Bool("all", false, "push the test-only images too (testapp)")
+	values := fs.String("values", "", "Helm values for charts/keyhook naming the pushed images (default <layout>/"+imagebuild.HelmValuesFile+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *registry == "" {
 		return errors.New("push: -registry (or REGISTRY) is required")
 	}
-	opts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
-	pushed, err := imagebuild.Push(ctx, *dir, *registry, *tag, opts...)
+	o := imagebuild.PushOptions{Registry: *registry, Tag: *tag,
+		Remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}}
+	if *all {
+		o.Include = func(string) bool { return true }
+	}
+	pushed, err := imagebuild.Push(ctx, *dir, o)
 	for _, p := range pushed {
 		fmt.Printf("%s@%s (%d SBOMs)\n", p.Ref, p.Digest, len(p.SBOMs))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	vals, err := imagebuild.HelmValues(*registry, pushed)
+	if err != nil {
+		return err
+	}
+	if *values == "" {
+		*values = filepath.Join(*dir, imagebuild.HelmValuesFile)
+	}
+	if err := os.WriteFile(*values, vals, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nInstall these images (pinned by digest):\n  helm install keyhook charts/keyhook -n keyhook-system --create-namespace -f %s\n", *values)
+	fmt.Printf("or by tag:\n  --set image.registry=%s --set image.tag=%s\n", strings.TrimSuffix(*registry, "/"), pushed[0].Tag)
+	return nil
 }

@@ -85,6 +85,10 @@ type Options struct {
 	Revision string
 	Version  string
 	Epoch    time.Time
+	// GoEnv is added to the go command's environment (GOCACHE=... builds
+	// with another build cache: the reproducibility test rebuilds every
+	// package with an empty one).
+	GoEnv []string
 	// Log reports progress; nil is silent.
 	Log func(format string, args ...any)
 }
@@ -277,7 +281,7 @@ func buildImage(ctx context.Context, root, work string, lp layout.Path, im Image
 		plat := p.OS + "/" + p.Architecture
 		binPath := filepath.Join(work, im.Name+"_"+p.OS+"_"+p.Architecture, im.Binary)
 		logf("build %s %s (%s)", im.Name, plat, im.Package)
-		if err := goBuild(ctx, root, im, p, binPath); err != nil {
+		if err := goBuild(ctx, root, im, p, binPath, opts.GoEnv...); err != nil {
 			return out, err
 		}
 		bin, err := os.ReadFile(binPath)
@@ -372,7 +376,7 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 // build id and no DWARF, and the baseline instruction set of the
 // architecture whatever the caller's environment asks for, so the same
 // commit gives the same bytes on any machine.
-func goBuild(ctx context.Context, root string, im Image, p v1.Platform, dst string) error {
+func goBuild(ctx context.Context, root string, im Image, p v1.Platform, dst string, env ...string) error {
 	args := []string{"build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", dst}
 	if len(im.Tags) > 0 {
 		args = append(args, "-tags="+strings.Join(im.Tags, ","))
@@ -382,6 +386,7 @@ func goBuild(ctx context.Context, root string, im Image, p v1.Platform, dst stri
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture,
 		"GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -26,23 +26,38 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"sigs.k8s.io/yaml"
 )
 
 const moduleRoot = "../.."
 
-// testImage is the small image the tests build (the real list builds the
-// same way; the webhook only takes longer to compile and compress).
-var testImage = Image{Name: "testapp", Package: "./tests/node/testapp", Binary: "testapp", Description: "test"}
+// testImage is what the tests build: the smallest image keyhook publishes,
+// the Vault init-agent (the others build the same way; they only take longer
+// to compile and compress).
+var testImage = func() Image {
+	for _, im := range Images {
+		if im.Name == "init-agent-vault" {
+			return im
+		}
+	}
+	panic("no init-agent-vault among Images")
+}()
 
 var (
 	twice     sync.Once
 	builds    [2]*Result
 	buildErr  error
 	buildDirs [2]string
+	// buildTimes are the wall times of the two builds.
+	buildTimes [2]time.Duration
 )
 
 // buildTwice builds testImage for both platforms into two fresh layouts,
-// once per test binary; tests share the result.
+// once per test binary; tests share the result. The second build uses an
+// empty Go build cache, so the binaries are compiled anew, every package
+// of the standard library and of the dependencies included: equal digests
+// then mean the compiler's output is reproducible, not that a cache
+// returned the same bytes twice.
 func buildTwice(t *testing.T) ([2]*Result, [2]string) {
 	t.Helper()
 	twice.Do(func() {
@@ -53,7 +68,13 @@ func buildTwice(t *testing.T) ([2]*Result, [2]string) {
 		}
 		for i := range builds {
 			buildDirs[i] = filepath.Join(base, []string{"a", "b"}[i])
-			builds[i], buildErr = Build(context.Background(), Options{Root: moduleRoot, Out: buildDirs[i], Images: []Image{testImage}})
+			opts := Options{Root: moduleRoot, Out: buildDirs[i], Images: []Image{testImage}}
+			if i == 1 {
+				opts.GoEnv = []string{"GOCACHE=" + filepath.Join(base, "gocache")}
+			}
+			start := time.Now()
+			builds[i], buildErr = Build(context.Background(), opts)
+			buildTimes[i] = time.Since(start)
 			if buildErr != nil {
 				return
 			}
@@ -68,13 +89,16 @@ func buildTwice(t *testing.T) ([2]*Result, [2]string) {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDirs[0] != "" {
+		// The fresh build cache's files are read-only.
+		_ = exec.Command("chmod", "-R", "u+w", filepath.Dir(buildDirs[0])).Run()
 		_ = os.RemoveAll(filepath.Dir(buildDirs[0]))
 	}
 	os.Exit(code)
 }
 
-// The same commit built twice gives the same digests, and the very same
-// layout: every blob and index.json.
+// The same commit built twice, the second time with an empty Go build
+// cache, gives the same digests, and the very same layout: every blob and
+// index.json.
 func TestBuildIsReproducible(t *testing.T) {
 	res, dirs := buildTwice(t)
 	if diff := cmp.Diff(res[0].Images, res[1].Images, cmp.FilterPath(func(p cmp.Path) bool {
@@ -92,12 +116,26 @@ func TestBuildIsReproducible(t *testing.T) {
 	if a, b := listBlobs(t, dirs[0]), listBlobs(t, dirs[1]); !cmp.Equal(a, b) {
 		t.Errorf("blobs differ between two builds:\n%s", cmp.Diff(a, b))
 	}
-	for _, a := range []string{"archives/testapp_linux_amd64.tar", "archives/testapp_linux_arm64.tar"} {
+	for _, a := range []string{"archives/" + testImage.Name + "_linux_amd64.tar", "archives/" + testImage.Name + "_linux_arm64.tar"} {
 		if fileSum(t, filepath.Join(dirs[0], a)) != fileSum(t, filepath.Join(dirs[1], a)) {
 			t.Errorf("%s differs between two builds", a)
 		}
 	}
-	t.Logf("testapp %s, %s, twice: %s", res[0].Version, res[0].Created.Format(time.RFC3339), res[0].Images[0].Digest)
+	t.Logf("%s %s, %s, twice: %s (build %s with the Go build cache, %s with an empty one)", testImage.Name, res[0].Version,
+		res[0].Created.Format(time.RFC3339), res[0].Images[0].Digest, buildTimes[0].Round(time.Second), buildTimes[1].Round(time.Second))
+}
+
+// The size target of a one-provider agent: at most 10 MiB
+// compressed (what a node pulls) on every platform. The webhook's (20 MiB)
+// is checked by tests/node, which builds it.
+func TestOneProviderAgentSize(t *testing.T) {
+	res, _ := buildTwice(t)
+	for _, p := range res[0].Images[0].Platforms {
+		t.Logf("%s %s: %.2f MiB compressed, binary %.2f MiB", testImage.Name, p.Platform, mib(p.CompressedSize), mib(p.BinarySize))
+		if p.CompressedSize <= 0 || p.CompressedSize > 10<<20 {
+			t.Errorf("%s %s is %.2f MiB compressed; the target is at most 10 MiB", testImage.Name, p.Platform, mib(p.CompressedSize))
+		}
+	}
 }
 
 func listBlobs(t *testing.T, dir string) []string {
@@ -151,9 +189,9 @@ func TestBuiltImage(t *testing.T) {
 	sboms := map[v1.Hash]v1.Hash{} // subject -> SBOM manifest
 	for i, d := range topm.Manifests {
 		switch {
-		case d.Annotations[AnnotationRefName] == "testapp":
+		case d.Annotations[AnnotationRefName] == testImage.Name:
 			idxDesc = &topm.Manifests[i]
-		case d.Annotations[AnnotationImage] == "testapp":
+		case d.Annotations[AnnotationImage] == testImage.Name:
 			art, err := top.Image(d.Digest)
 			if err != nil {
 				t.Fatal(err)
@@ -171,7 +209,7 @@ func TestBuiltImage(t *testing.T) {
 		}
 	}
 	if idxDesc == nil {
-		t.Fatalf("index.json has no image named testapp: %+v", topm.Manifests)
+		t.Fatalf("index.json has no image named %s: %+v", testImage.Name, topm.Manifests)
 	}
 	if idxDesc.Digest.String() != res[0].Images[0].Digest {
 		t.Errorf("index.json says %s, images.json %s", idxDesc.Digest, res[0].Images[0].Digest)
@@ -186,7 +224,7 @@ func TestBuiltImage(t *testing.T) {
 	}
 	wantLabels := map[string]string{
 		AnnotationSource: "https://github.com/keyhook/keyhook", AnnotationRevision: rev, AnnotationVersion: ver,
-		AnnotationCreated: epoch.Format(time.RFC3339), AnnotationTitle: "testapp", AnnotationDescription: "test",
+		AnnotationCreated: epoch.Format(time.RFC3339), AnnotationTitle: testImage.Name, AnnotationDescription: testImage.Description,
 	}
 	if diff := cmp.Diff(wantLabels, im.Annotations); diff != "" {
 		t.Errorf("index annotations (-want +got):\n%s", diff)
@@ -205,7 +243,7 @@ func TestBuiltImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			if cf.Config.User != "65532:65532" || cf.OS != d.Platform.OS || cf.Architecture != d.Platform.Architecture ||
-				!cf.Created.Time.Equal(epoch) || !cmp.Equal(cf.Config.Entrypoint, []string{"/usr/local/bin/testapp"}) {
+				!cf.Created.Time.Equal(epoch) || !cmp.Equal(cf.Config.Entrypoint, []string{"/usr/local/bin/" + testImage.Binary}) {
 				t.Errorf("config: user %q, %s/%s, created %s, entrypoint %v", cf.Config.User, cf.OS, cf.Architecture, cf.Created, cf.Config.Entrypoint)
 			}
 			if diff := cmp.Diff(wantLabels, cf.Config.Labels); diff != "" {
@@ -217,14 +255,14 @@ func TestBuiltImage(t *testing.T) {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			want := []string{"etc/", "etc/group", "etc/passwd", "home/", "home/nonroot/", "root/", "tmp/", "usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/testapp"}
+			want := []string{"etc/", "etc/group", "etc/passwd", "home/", "home/nonroot/", "root/", "tmp/", "usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/" + testImage.Binary}
 			if diff := cmp.Diff(want, names); diff != "" {
 				t.Errorf("files of the image (-want +got):\n%s", diff)
 			}
 			if !strings.Contains(string(files["etc/passwd"]), "nonroot:x:65532:65532:") || !strings.Contains(string(files["etc/group"]), "nonroot:x:65532:") {
 				t.Errorf("/etc/passwd %q and /etc/group %q do not name nonroot 65532", files["etc/passwd"], files["etc/group"])
 			}
-			f, err := elf.NewFile(bytes.NewReader(files["usr/local/bin/testapp"]))
+			f, err := elf.NewFile(bytes.NewReader(files["usr/local/bin/"+testImage.Binary]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,12 +284,12 @@ func TestBuiltImage(t *testing.T) {
 			for _, p := range doc.Packages {
 				pkgs = append(pkgs, p.Name)
 			}
-			for _, want := range []string{"testapp", "stdlib", "github.com/keyhook/keyhook", fallbackRoots} {
+			for _, want := range []string{testImage.Binary, "stdlib", "github.com/keyhook/keyhook", fallbackRoots, "github.com/hashicorp/vault/api"} {
 				if !contains(pkgs, want) {
 					t.Errorf("SBOM lists %v, not %s", pkgs, want)
 				}
 			}
-			if doc.Packages[0].Checksums[0].ChecksumValue != sha256Hex(files["usr/local/bin/testapp"]) {
+			if doc.Packages[0].Checksums[0].ChecksumValue != sha256Hex(files["usr/local/bin/"+testImage.Binary]) {
 				t.Errorf("SBOM's checksum of the binary is not the binary's")
 			}
 			if !strings.Contains(doc.Packages[0].Comment, "GOARCH="+d.Platform.Architecture) {
@@ -259,7 +297,7 @@ func TestBuiltImage(t *testing.T) {
 			}
 
 			// The docker archive holds the same image: config and layers.
-			arch := filepath.Join(dirs[0], "archives", "testapp_"+d.Platform.OS+"_"+d.Platform.Architecture+".tar")
+			arch := filepath.Join(dirs[0], "archives", testImage.Name+"_"+d.Platform.OS+"_"+d.Platform.Architecture+".tar")
 			tag, err := name.NewTag(res[0].Images[0].Ref)
 			if err != nil {
 				t.Fatal(err)
@@ -381,13 +419,14 @@ func TestPushPullBack(t *testing.T) {
 			srv := httptest.NewServer(registry.New(append(tc.opts, registry.Logger(nopLogger()))...))
 			defer srv.Close()
 			reg := strings.TrimPrefix(srv.URL, "http://") + "/keyhook"
-			pushed, err := Push(context.Background(), dirs[0], reg, "v0-test")
+			pushed, err := Push(context.Background(), dirs[0], PushOptions{Registry: reg, Tag: "v0-test"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(pushed) != 1 || pushed[0].Ref != reg+"/testapp:v0-test" || len(pushed[0].SBOMs) != 2 {
+			if len(pushed) != 1 || pushed[0].Ref != reg+"/"+testImage.Name+":v0-test" || len(pushed[0].SBOMs) != 2 {
 				t.Fatalf("pushed %+v", pushed)
 			}
+			checkHelmValues(t, reg, pushed[0])
 			ref, err := name.ParseReference(pushed[0].Ref)
 			if err != nil {
 				t.Fatal(err)
@@ -435,6 +474,48 @@ func TestPushPullBack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkHelmValues: the values file make push writes names the registry and
+// tag pushed to, pins the pushed agent by the digest the registry serves,
+// and sends the pods of providers whose agent was not pushed to the
+// all-provider agent (null) rather than to an image that is not there.
+func checkHelmValues(t *testing.T, reg string, pushed Pushed) {
+	t.Helper()
+	b, err := HelmValues(reg+"/", []Pushed{pushed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := yaml.Unmarshal(b, &got); err != nil {
+		t.Fatalf("values file is not YAML: %v\n%s", err, b)
+	}
+	want := map[string]any{
+		"image": map[string]any{"registry": reg, "tag": "v0-test"},
+		"agent": map[string]any{"providerImages": map[string]any{
+			"vault": map[string]any{"digest": pushed.Digest}, "aws": nil, "gcpsm": nil,
+		}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("values-images.yaml (-want +got):\n%s\n%s", diff, b)
+	}
+	if _, err := HelmValues(reg, []Pushed{pushed, {Name: "webhook", Tag: "other", Digest: pushed.Digest}}); err == nil {
+		t.Errorf("HelmValues took images of two tags; the chart has one")
+	}
+}
+
+// make push leaves out the images that are not keyhook's (the node tests'
+// app) unless asked: only they are marked test-only.
+func TestTestOnlyImages(t *testing.T) {
+	var testOnly []string
+	for _, im := range Images {
+		if IsTestOnly(im.Name) {
+			testOnly = append(testOnly, im.Name)
+		}
+	}
+	if !cmp.Equal(testOnly, []string{"testapp"}) {
+		t.Errorf("test-only images %v, want [testapp]", testOnly)
 	}
 }
 

@@ -30,6 +30,9 @@ type Image struct {
 	Binary string
 	// Description becomes org.opencontainers.image.description.
 	Description string
+	// TestOnly images are built by make images but not pushed by make push
+	// unless asked (hack/images push -all): they are not part of keyhook.
+	TestOnly bool
 	// When, if set, decides from the module root whether the repository has
 	// this image yet (the controller before the role split, a per-provider
 	// agent before its build tag exists). Nil means always.
@@ -53,8 +56,19 @@ var Images = []Image{
 		Description: "keyhook init-agent for AWS Secrets Manager and Parameter Store only"},
 	{Name: "init-agent-gcpsm", Package: "./cmd/init-agent", Tags: []string{"gcpsm"}, Binary: "keyhook-init-agent", When: HasBuildTag("gcpsm"),
 		Description: "keyhook init-agent for Google Secret Manager only"},
-	{Name: "testapp", Package: "./tests/node/testapp", Binary: "testapp", When: HasPackage("tests/node/testapp"),
+	{Name: "testapp", Package: "./tests/node/testapp", Binary: "testapp", When: HasPackage("tests/node/testapp"), TestOnly: true,
 		Description: "keyhook test application for node tests (not for production)"},
+}
+
+// IsTestOnly reports whether the image called name is one of Images marked
+// TestOnly.
+func IsTestOnly(name string) bool {
+	for _, im := range Images {
+		if im.Name == name {
+			return im.TestOnly
+		}
+	}
+	return false
 }
 
 // Present returns the images of list whose When admits the repository at root.

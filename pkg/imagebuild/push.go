@@ -17,19 +17,37 @@ type Pushed struct {
 	Name string
 	// Ref is <registry>/<name>:<tag>.
 	Ref string
+	// Tag is the tag of Ref.
+	Tag string
 	// Digest of the image index, as the registry now serves it.
 	Digest string
 	// SBOMs are the digests of the SBOM artifacts pushed for its platforms.
 	SBOMs []string
 }
 
-// Push copies every image index of the OCI layout at dir to
-// <registry>/<name>:<tag> (tag empty: the version the image was built as),
-// then the SBOM artifacts by digest into the same repositories, so the
-// registry lists them as referrers of the platform images. Digests do not
-// change on the way.
-func Push(ctx context.Context, dir, registry, tag string, opts ...remote.Option) ([]Pushed, error) {
-	registry = strings.TrimSuffix(registry, "/")
+// PushOptions says where Push pushes and what.
+type PushOptions struct {
+	// Registry and path to push to: images go to <Registry>/<name>.
+	Registry string
+	// Tag of every image; empty means the version each was built as.
+	Tag string
+	// Include decides by name which images of the layout are pushed; nil
+	// means every image but the test-only ones (Image.TestOnly).
+	Include func(name string) bool
+	// Remote are go-containerregistry's options (authentication, transport).
+	Remote []remote.Option
+}
+
+// Push copies the image indexes of the OCI layout at dir that o includes to
+// <registry>/<name>:<tag>, then their SBOM artifacts by digest into the same
+// repositories, so the registry lists them as referrers of the platform
+// images. Digests do not change on the way.
+func Push(ctx context.Context, dir string, o PushOptions) ([]Pushed, error) {
+	registry, tag := strings.TrimSuffix(o.Registry, "/"), o.Tag
+	include := o.Include
+	if include == nil {
+		include = func(name string) bool { return !IsTestOnly(name) }
+	}
 	if registry == "" {
 		return nil, fmt.Errorf("imagebuild: push: no registry given (REGISTRY=host[:port]/path)")
 	}
@@ -45,13 +63,13 @@ func Push(ctx context.Context, dir, registry, tag string, opts ...remote.Option)
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
+	opts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
 	var out []Pushed
 	byName := map[string]int{}
 	// Images first: an SBOM's subject must exist before the SBOM names it.
 	for _, d := range im.Manifests {
 		n := d.Annotations[AnnotationRefName]
-		if n == "" || !d.MediaType.IsIndex() {
+		if n == "" || !d.MediaType.IsIndex() || !include(n) {
 			continue
 		}
 		t := tag
@@ -70,11 +88,11 @@ func Push(ctx context.Context, dir, registry, tag string, opts ...remote.Option)
 			return out, fmt.Errorf("imagebuild: push %s: %w", ref, err)
 		}
 		byName[n] = len(out)
-		out = append(out, Pushed{Name: n, Ref: ref.String(), Digest: d.Digest.String()})
+		out = append(out, Pushed{Name: n, Ref: ref.String(), Tag: t, Digest: d.Digest.String()})
 	}
 	for _, d := range im.Manifests {
 		n := d.Annotations[AnnotationImage]
-		if n == "" {
+		if n == "" || !include(n) {
 			continue
 		}
 		i, ok := byName[n]
