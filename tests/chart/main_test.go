@@ -7,6 +7,7 @@ package chart
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -67,6 +68,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "chart tests:", err)
 		return 1
 	}
+	if err := installPrometheusOperatorCRDs(); err != nil {
+		fmt.Fprintln(os.Stderr, "chart tests:", err)
+		return 1
+	}
 	return m.Run()
 }
 
@@ -111,6 +116,32 @@ func installCertManagerCRDs() error {
 	files, err := filepath.Glob(filepath.Join(dir, "deploy", "crds", "cert-manager.io_*.yaml"))
 	if err != nil || len(files) == 0 {
 		return fmt.Errorf("no cert-manager.io CRDs in %s/deploy/crds: %v", dir, err)
+	}
+	_, err = envtest.InstallCRDs(cluster.Config, envtest.CRDInstallOptions{Paths: files, ErrorIfPathMissing: true, MaxTime: time.Minute})
+	return err
+}
+
+// prometheusOperator is the Prometheus Operator release whose CRDs the
+// chart's ServiceMonitor and PrometheusRule are checked against (a version
+// the Go module proxy serves; its module zip has the CRDs in
+// example/prometheus-operator-crd).
+const prometheusOperator = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+// installPrometheusOperatorCRDs installs the ServiceMonitor and
+// PrometheusRule CRDs of the Prometheus Operator, from its module, fetched
+// with go mod download (cached in the module cache) like every other
+// dependency.
+func installPrometheusOperatorCRDs() error {
+	cmd := exec.Command("go", "mod", "download", "-json", prometheusOperator)
+	cmd.Dir = workDir // outside the module: nothing of go.mod or go.sum changes
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		return fmt.Errorf("go mod download %s: %v %v %s", prometheusOperator, err, jerr, mod.Error)
+	}
+	var files []string
+	for _, kind := range []string{"servicemonitors", "prometheusrules"} {
+		files = append(files, filepath.Join(mod.Dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
 	}
 	_, err = envtest.InstallCRDs(cluster.Config, envtest.CRDInstallOptions{Paths: files, ErrorIfPathMissing: true, MaxTime: time.Minute})
 	return err

@@ -7,7 +7,7 @@ them. Only the namespace is the release's.
 {{- define "keyhook.webhookService" -}}keyhook-webhook{{- end }}
 {{- define "keyhook.tlsSecret" -}}keyhook-webhook-tls{{- end }}
 
-{{/* Labels of every object; "component" is webhook (a controller later). */}}
+{{/* Labels of every object; "component" is webhook or controller. */}}
 {{- define "keyhook.labels" -}}
 app.kubernetes.io/name: keyhook
 app.kubernetes.io/instance: {{ .root.Release.Name }}
@@ -28,19 +28,89 @@ app.kubernetes.io/name: keyhook
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* repository:tag, or repository@digest when a digest is set. */}}
+{{/*
+A keyhook image: .image (repository, tag, digest; each may be empty) over
+the chart-wide image.registry and image.tag, .name the image's name below
+the registry (make images' names). repository@digest when a digest is set,
+else repository:tag.
+*/}}
 {{- define "keyhook.image" -}}
-{{- $tag := .image.tag | default .root.Chart.AppVersion -}}
-{{- if .image.digest -}}
-{{ .image.repository }}@{{ .image.digest }}
+{{- $g := .root.Values.image -}}
+{{- $i := .image | default dict -}}
+{{- $repo := $i.repository | default (printf "%s/%s" (trimSuffix "/" $g.registry) .name) -}}
+{{- $tag := $i.tag | default $g.tag | default .root.Chart.AppVersion -}}
+{{- if $i.digest -}}
+{{ $repo }}@{{ $i.digest }}
 {{- else -}}
-{{ .image.repository }}:{{ $tag }}
+{{ $repo }}:{{ $tag }}
 {{- end -}}
 {{- end }}
 
+{{/* The pull policy of .image, default image.pullPolicy. */}}
+{{- define "keyhook.pullPolicy" -}}
+{{- (.image | default dict).pullPolicy | default .root.Values.image.pullPolicy -}}
+{{- end }}
+
 {{/*
-The generated RBAC of cmd/webhook (manifests/rbac/role.yaml, copied to
-files/ by make manifests): the rules of the ClusterRole or the Role.
+Pod placement of one component (.component, .v its values): priority
+class, affinity (default: spread replicas across nodes; requireAntiAffinity
+makes it hard), node selector and tolerations.
+*/}}
+{{- define "keyhook.scheduling" -}}
+{{- $v := .v -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+affinity:
+{{- if $v.affinity }}
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if $v.requireAntiAffinity }}
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels: {{- include "keyhook.selectorLabels" (dict "component" .component) | nindent 12 }}
+{{- else }}
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels: {{- include "keyhook.selectorLabels" (dict "component" .component) | nindent 14 }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The PodDisruptionBudget of one component, when enabled and replicas > 1
+(with one replica, minAvailable 1 would block every drain).
+*/}}
+{{- define "keyhook.pdb" -}}
+{{- $v := .v -}}
+{{- if and $v.podDisruptionBudget.enabled (gt (int $v.replicas) 1) }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: keyhook-{{ .component }}
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "keyhook.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  minAvailable: {{ $v.podDisruptionBudget.minAvailable }}
+  selector:
+    matchLabels: {{- include "keyhook.selectorLabels" (dict "component" .component) | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The generated RBAC of one role (.role: webhook or controller;
+manifests/rbac/<role>/role.yaml, copied to files/<role>-role.yaml by make
+manifests): the rules of its ClusterRole or Role (.kind).
 */}}
 {{- define "keyhook.generatedRules" -}}
 {{- $kind := .kind -}}
