@@ -29,8 +29,9 @@ var KeyhookCRDs = []string{"clusterinjectionpolicies.keyhook.dev", "clustersecre
 // controller writes. keyhook's CRDs, kept on purpose, are not listed; nor are
 // the custom resources users made (ExternalSecrets, stores, policies), nor
 // events about their objects elsewhere, which expire. Objects being deleted
-// are listed: they are not gone yet.
-func Leftovers(ctx context.Context, cfg *rest.Config, ns string) ([]string, error) {
+// are listed: they are not gone yet. ignore are "Kind /name" keys of
+// objects the test bed itself named after keyhook (a node, say).
+func Leftovers(ctx context.Context, cfg *rest.Config, ns string, ignore ...string) ([]string, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -65,6 +66,7 @@ func Leftovers(ctx context.Context, cfg *rest.Config, ns string) ([]string, erro
 				key := r.Kind + " " + namespace + "/" + name
 				why := ""
 				switch {
+				case slices.Contains(ignore, key):
 				case r.Kind == "CustomResourceDefinition" && slices.Contains(KeyhookCRDs, name):
 					// kept on purpose
 				case gv.Group == "keyhook.dev":

@@ -44,10 +44,11 @@ func kubectl(ctx context.Context, stdin []byte, args ...string) (string, error) 
 // installKeyhook installs keyhook as the README's Install section does
 // without cert-manager — helm install keyhook charts/keyhook -n
 // keyhook-system --create-namespace --set tls.mode=selfManaged — with the
-// images this run imported into the node, never pulled. It returns when
+// images this run imported into the node by tag (--set image.registry=...
+// --set image.tag=..., pull policy Never: never pulled). It returns when
 // every replica is ready and the webhook configurations trust the CA keyhook
 // issued itself.
-func installKeyhook(ctx context.Context, webhookImage, controllerImage, agentImage string) error {
+func installKeyhook(ctx context.Context, registry, tag string) error {
 	var helmLog bytes.Buffer
 	cfg, err := framework.HelmConfig(cluster, keyhookNamespace, &helmLog)
 	if err != nil {
@@ -64,15 +65,9 @@ func installKeyhook(ctx context.Context, webhookImage, controllerImage, agentIma
 	install.ServerSideApply = true
 	install.WaitStrategy = kube.HookOnlyStrategy
 	install.Timeout = 2 * time.Minute
-	image := func(ref string) map[string]any {
-		repo, tag, _ := strings.Cut(ref, ":")
-		return map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}
-	}
 	vals := map[string]any{
-		"image":      image(webhookImage),
-		"controller": map[string]any{"image": image(controllerImage)},
-		"agent":      map[string]any{"image": image(agentImage)},
-		"tls":        map[string]any{"mode": "selfManaged"},
+		"image": map[string]any{"registry": registry, "tag": tag, "pullPolicy": "Never"},
+		"tls":   map[string]any{"mode": "selfManaged"},
 	}
 	if _, err := install.RunWithContext(ctx, ch, vals); err != nil {
 		return fmt.Errorf("helm install keyhook charts/keyhook: %w\n%s", err, helmLog.String())

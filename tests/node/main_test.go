@@ -30,12 +30,9 @@ import (
 // Images imported into the node, built as make images builds them and named
 // <imageRepo>/<name>:<imageTag>; pods use them with imagePullPolicy Never.
 const (
-	imageRepo       = "keyhook.test"
-	imageTag        = "node"
-	testAppImage    = imageRepo + "/testapp:" + imageTag
-	agentImage      = imageRepo + "/init-agent:" + imageTag
-	webhookImage    = imageRepo + "/webhook:" + imageTag
-	controllerImage = imageRepo + "/controller:" + imageTag
+	imageRepo    = "keyhook.test"
+	imageTag     = "node"
+	testAppImage = imageRepo + "/testapp:" + imageTag
 )
 
 var (
@@ -125,12 +122,13 @@ func run(m *testing.M) (code int) {
 		return fail("node start", err)
 	}
 	nodeReady := time.Since(start)
-	if err = installKeyhook(ctx, webhookImage, controllerImage, agentImage); err != nil {
+	if err = installKeyhook(ctx, imageRepo, imageTag); err != nil {
 		return fail("installing keyhook", err)
 	}
 	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed and ready in %s\n",
 		framework.NodeName, nodeReady.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
 	code = m.Run()
+	code = max(code, upgradeAndUninstall())
 	if leaks := leakedValues(node.Dir); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "node: secret values written by the tests appear in these logs: %v\n", leaks)
 		code = 1
@@ -165,8 +163,10 @@ func leakedValues(dir string) []string {
 }
 
 // buildImages builds the images the tests run, as docker-archive tarballs:
-// keyhook's webhook and init-agent and the test app as make images builds
-// them (pkg/imagebuild), and the sandbox (pause) image.
+// keyhook's webhook, controller and init-agents (every provider, and Vault's
+// alone, which the webhook injects into pods whose stores are all Vault
+// ones) and the test app as make images builds them (pkg/imagebuild), and
+// the sandbox (pause) image.
 func buildImages(ctx context.Context, dir string) ([]string, error) {
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
@@ -184,7 +184,7 @@ func buildImages(ctx context.Context, dir string) ([]string, error) {
 	var want []imagebuild.Image
 	for _, im := range imagebuild.Images {
 		switch im.Name {
-		case "webhook", "controller", "init-agent", "testapp":
+		case "webhook", "controller", "init-agent", "init-agent-vault", "testapp":
 			want = append(want, im)
 		}
 	}
