@@ -59,6 +59,7 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 			Inject:            []string{"db"}, Enforce: true,
 		}}
 	}
+	broken := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "batch", Operator: metav1.LabelSelectorOpNotIn}}}
 	noBatch := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "batch", Operator: metav1.LabelSelectorOpDoesNotExist}}}
 	cluster := func(objs ...client.Object) client.Reader {
 		return fake.NewClientBuilder().WithScheme(scheme).WithObjects(append([]client.Object{store, db}, objs...)...).Build()
@@ -107,6 +108,11 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 			want: `ClusterInjectionPolicy "pci" enforces injection`},
 		{name: "enforced entry, known policy whose podSelector leaves the pod out", enforced: true,
 			cache: cluster(enforcedNS, enforcing(noBatch)), pod: pod(nil, map[string]string{"batch": "yes"}), want: "admitted"},
+		{name: "enforced entry, known policy whose podSelector does not parse", enforced: true,
+			cache: cluster(enforcedNS, enforcing(broken)), pod: pod(nil, map[string]string{"batch": "yes"}), want: "injected"},
+		{name: "enforced entry, known policy whose podSelector does not parse, the pod opts out", enforced: true,
+			cache: cluster(enforcedNS, enforcing(broken)), pod: pod(map[string]string{annotations.Inject: "false"}, map[string]string{"batch": "yes"}),
+			want: `ClusterInjectionPolicy "pci" enforces injection`},
 		{name: "enforced entry, known policy", enforced: true,
 			cache: cluster(enforcedNS, enforcing(nil)), pod: pod(nil, nil), want: "injected"},
 		{name: "other entry, cached label enforced, no policy anywhere",

@@ -181,7 +181,7 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	}
 	plan, skipped, err := injection.For(ns, in, view.Metadata.Annotations, view.Metadata.Labels)
 	for _, err := range skipped {
-		logger.Error(err, "skipping ClusterInjectionPolicy")
+		logger.Error(err, "a ClusterInjectionPolicy's selector does not parse")
 	}
 	if err != nil {
 		logger.Info("denied", "reason", err.Error())

@@ -66,9 +66,10 @@ func Read(ctx context.Context, reader client.Reader, ns string) (Inputs, error) 
 
 // For decides what a pod of namespace ns with these annotations and labels
 // gets injected. err is a denial: it names the annotation or policy and the
-// fix. skipped lists policies whose selectors do not parse; they select
-// nothing (the validating webhook keeps such policies out), and the caller
-// logs them.
+// fix. skipped lists policies whose selectors do not parse (the API server
+// and the validating webhook keep most out), and the caller logs them; they
+// select nothing, except an enforcing policy whose podSelector alone does
+// not parse, which selects every pod of its namespaces (policy.For).
 func For(ns string, in Inputs, podAnnotations, podLabels map[string]string) (plan Plan, skipped []error, err error) {
 	want, err := mutate.Parse(ns, podAnnotations)
 	if err != nil {

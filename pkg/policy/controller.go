@@ -95,8 +95,7 @@ func notInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[str
 	if pod.DeletionTimestamp != nil {
 		return "", false
 	}
-	ok, err := selects(p, nsLabels[pod.Namespace], pod.Labels)
-	if err != nil || !ok {
+	if ok, _ := selects(p, nsLabels[pod.Namespace], pod.Labels); !ok {
 		return "", false
 	}
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
@@ -269,10 +268,12 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 	count := 0
 	selected := map[string]map[string]string{}
 	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Valid", Message: "the policy's selectors are valid", ObservedGeneration: p.Generation}
+	namespacesKnown := true
 	for _, ns := range list.Items {
 		ok, err := SelectsNamespace(p, ns.Labels)
 		if err != nil {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidSelector", err.Error()
+			namespacesKnown = false
 			break
 		}
 		if ok {
@@ -284,12 +285,17 @@ func (r *NamespaceLabeler) reconcilePolicy(ctx context.Context, req reconcile.Re
 	}
 	if _, err := metav1.LabelSelectorAsSelector(p.Spec.PodSelector); err != nil {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidSelector", "spec.podSelector: "+err.Error()
+		if p.Spec.Enforce {
+			cond.Message += "; the policy enforces, so it selects every pod of its namespaces until this is fixed"
+		}
 	}
 	patch := client.MergeFrom(p.DeepCopy())
 	p.Status.Namespaces = count
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 	var result reconcile.Result
-	if !p.Spec.Enforce || r.Pods == nil || cond.Status != metav1.ConditionTrue {
+	// An enforcing policy with a podSelector that does not parse still
+	// enforces its namespaces (selecting every pod): its pods are checked.
+	if !p.Spec.Enforce || r.Pods == nil || !namespacesKnown {
 		meta.RemoveStatusCondition(&p.Status.Conditions, ConditionPodsInjected)
 	} else {
 		missed, err := r.missed(ctx, p, selected)

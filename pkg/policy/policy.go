@@ -46,8 +46,10 @@ func (d *Decision) EnforcingNames() string {
 // For returns the merged decision of the policies that select pod in ns, or
 // nil when none does. Policies merge in name order, so the result does not
 // depend on the order the cache lists them in. A policy whose selector does
-// not parse selects nothing and is reported in the error list, so one broken
-// policy does not take the others down.
+// not parse is reported in the error list and selects nothing, so one broken
+// policy does not take the others down; but an enforcing policy whose
+// podSelector does not parse selects every pod of its namespaces (see
+// selects).
 func For(policies []v1alpha1.ClusterInjectionPolicy, ns *corev1.Namespace, podLabels map[string]string) (*Decision, []error) {
 	sorted := slices.Clone(policies)
 	slices.SortFunc(sorted, func(a, b v1alpha1.ClusterInjectionPolicy) int { return strings.Compare(a.Name, b.Name) })
@@ -58,7 +60,6 @@ func For(policies []v1alpha1.ClusterInjectionPolicy, ns *corev1.Namespace, podLa
 		ok, err := selects(p, ns.Labels, podLabels)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ClusterInjectionPolicy %q: %w", p.Name, err))
-			continue
 		}
 		if !ok {
 			continue
@@ -88,12 +89,22 @@ func SelectsNamespace(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]st
 	return matches(p.Spec.NamespaceSelector, nsLabels, "spec.namespaceSelector")
 }
 
+// selects reports whether p applies to a pod with these labels in a
+// namespace with these. A selector that does not parse is an error; with
+// it, an enforcing policy whose namespaceSelector parses selects every pod
+// of its namespaces: the namespaceSelector alone made them enforced
+// (InjectionLabel), so selecting none would admit their pods uninjected
+// (fail closed).
 func selects(p *v1alpha1.ClusterInjectionPolicy, nsLabels, podLabels map[string]string) (bool, error) {
 	ok, err := SelectsNamespace(p, nsLabels)
 	if err != nil || !ok {
 		return false, err
 	}
-	return matches(p.Spec.PodSelector, podLabels, "spec.podSelector")
+	ok, err = matches(p.Spec.PodSelector, podLabels, "spec.podSelector")
+	if err != nil && p.Spec.Enforce {
+		return true, fmt.Errorf("%w; the policy enforces, so it selects every pod of its namespaces", err)
+	}
+	return ok, err
 }
 
 func matches(s *metav1.LabelSelector, set map[string]string, field string) (bool, error) {

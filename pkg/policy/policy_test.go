@@ -82,6 +82,41 @@ func TestForSkipsBrokenPolicies(t *testing.T) {
 	}
 }
 
+// TestEnforcingPolicyWithBrokenPodSelector: a policy whose
+// namespaceSelector parses enforces its namespaces (InjectionLabel reads
+// only that); if its podSelector does not parse it selects every pod there,
+// so none is admitted uninjected. A policy that does not enforce selects
+// none, as any broken policy.
+func TestEnforcingPolicyWithBrokenPodSelector(t *testing.T) {
+	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "batch", Operator: metav1.LabelSelectorOpIn}}}
+	enforcing := pol("pci", map[string]string{"env": "prod"}, nil, true, "", "db")
+	enforcing.Spec.PodSelector = bad
+	soft := pol("soft", map[string]string{"env": "prod"}, nil, false, "", "tls")
+	soft.Spec.PodSelector = bad
+	policies := []v1alpha1.ClusterInjectionPolicy{enforcing, soft}
+	prod := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"env": "prod"}}}
+	if got := InjectionLabel(policies, prod.Labels); got != annotations.InjectionEnforced {
+		t.Fatalf("namespace label %q, want enforced", got)
+	}
+	for _, podLabels := range []map[string]string{nil, {"batch": "yes"}, {"app": "web"}} {
+		got, errs := For(policies, prod, podLabels)
+		if len(errs) != 2 {
+			t.Errorf("pod %v: want an error for each broken podSelector, got %v", podLabels, errs)
+		}
+		want := &Decision{Policies: []string{"pci"}, Inject: []string{"db"}, InjectFrom: map[string]string{"db": "pci"}, Enforcing: []string{"pci"}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("pod %v: (-want +got)\n%s", podLabels, diff)
+		}
+	}
+	missed := NotInjected(&enforcing, map[string]map[string]string{"shop": prod.Labels}, []corev1.Pod{
+		testPod("shop", "web", withLabels(map[string]string{"app": "web"})),
+		testPod("shop", "job", withLabels(map[string]string{"batch": "yes"})),
+	})
+	if diff := cmp.Diff([]string{"shop/job", "shop/web"}, missed); diff != "" {
+		t.Errorf("PodsInjected must check every pod of the namespace (-want +got)\n%s", diff)
+	}
+}
+
 func TestInjectionLabel(t *testing.T) {
 	policies := []v1alpha1.ClusterInjectionPolicy{
 		pol("soft", map[string]string{"team": "a"}, nil, false, "", "x"),

@@ -23,11 +23,16 @@ type ClusterInjectionPolicySpec struct {
 	// selects every namespace (but never kube-system or keyhook's own, which
 	// the webhook is not called for).
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="every matchExpressions operator is In or NotIn with at least one value, or Exists or DoesNotExist with none"
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// PodSelector selects pods by label within those namespaces. Empty
-	// selects every pod.
+	// selects every pod; so does one that does not parse, in a policy that
+	// enforces. The API server refuses an operator without the values it
+	// needs, or with values it takes none of; keyhook's validating webhook,
+	// which fails open, refuses the rest (invalid keys and values).
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))",message="every matchExpressions operator is In or NotIn with at least one value, or Exists or DoesNotExist with none"
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 
 	// Inject lists ExternalSecrets, resolved in the pod's namespace, that
