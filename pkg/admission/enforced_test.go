@@ -2,15 +2,19 @@ package admission_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -181,6 +185,101 @@ func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
 			}
 			if tc.warning != "" && (len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], tc.warning) || !strings.Contains(resp.Warnings[0], corev1.MirrorPodAnnotationKey)) {
 				t.Errorf("want one warning saying %q, got %q", tc.warning, resp.Warnings)
+			}
+		})
+	}
+}
+
+// stalledReader is an API server that answers nothing until the request's
+// context ends.
+type stalledReader struct{ client.Reader }
+
+func (stalledReader) Get(ctx context.Context, _ client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (stalledReader) List(ctx context.Context, _ client.ObjectList, _ ...client.ListOption) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// forbiddenReader is an API server that refuses keyhook's reads.
+type forbiddenReader struct{ client.Reader }
+
+func (forbiddenReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return forbidden
+}
+
+func (forbiddenReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return forbidden
+}
+
+var forbidden = apierrors.NewForbidden(schema.GroupResource{Group: "keyhook.dev", Resource: "clusterinjectionpolicies"}, "",
+	errors.New(`User "system:serviceaccount:keyhook-system:keyhook-webhook" cannot list resource "clusterinjectionpolicies"`))
+
+// TestEnforcedLiveReadFails: when the read of the API server that confirms
+// a lagging cache stalls or fails, the pod is denied by keyhook within the
+// webhook's own deadline (not left to the API server's timeout, which fails
+// open on the default entries), with a message that says to retry and
+// reveals nothing of keyhook's identity or permissions; the same when the
+// cache itself cannot be read.
+func TestEnforcedLiveReadFails(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	enforcedNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{annotations.Injection: annotations.InjectionEnforced}}}
+	// The cache knows a policy, not one that enforces the namespace.
+	other := &v1alpha1.ClusterInjectionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1alpha1.ClusterInjectionPolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "else"}}, Inject: []string{"db"}, Enforce: true,
+	}}
+	cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(enforcedNS, other).Build()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", GenerateName: "web-"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+	}
+	for _, tc := range []struct {
+		name     string
+		enforced bool
+		cache    client.Reader
+		live     client.Reader
+		want     string
+	}{
+		{"the API server stalls, enforced entry", true, cache, stalledReader{}, "could not confirm its ClusterInjectionPolicies with the API server in time"},
+		{"the API server stalls, default entry with the cached label enforced", false, cache, stalledReader{}, "could not confirm its ClusterInjectionPolicies with the API server in time"},
+		{"the API server refuses", true, cache, forbiddenReader{}, "could not confirm its ClusterInjectionPolicies with the API server in time"},
+		{"the cache cannot be read", true, forbiddenReader{}, nil, "keyhook could not read its ClusterInjectionPolicies"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &keyhookadmission.PodInjector{
+				Resolver:    &resolve.Resolver{Reader: tc.cache},
+				Config:      mutate.Config{AgentImage: "keyhook/agent:test"},
+				Enforced:    tc.enforced,
+				Live:        tc.live,
+				LiveTimeout: 50 * time.Millisecond,
+			}
+			// The API server gives up on a webhook after its timeout; a
+			// handler still reading by then has left the answer to it.
+			ctx, cancel := context.WithTimeout(log.IntoContext(context.Background(), quiet), 5*time.Second)
+			defer cancel()
+			resp := h.Handle(ctx, podRequest(t, pod, "shop"))
+			if ctx.Err() != nil {
+				t.Fatal("the webhook was still reading when the API server's timeout ended")
+			}
+			if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, tc.want) || !strings.Contains(resp.Result.Message, "retry") {
+				t.Errorf("want a denial saying %q and to retry, got allowed=%v %+v", tc.want, resp.Allowed, resp.Result)
+			}
+			if tc.live != nil && resp.Result != nil && resp.Result.Code != http.StatusForbidden {
+				t.Errorf("want a denial (403), got code %d", resp.Result.Code)
+			}
+			for _, leak := range []string{"system:serviceaccount", "keyhook-webhook", "cannot list", "forbidden", "context deadline"} {
+				if resp.Result != nil && strings.Contains(resp.Result.Message, leak) {
+					t.Errorf("the answer reveals %q: %s", leak, resp.Result.Message)
+				}
 			}
 		})
 	}

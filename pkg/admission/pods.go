@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,8 @@ type PodInjector struct {
 	// such a pod is denied at once. Read only in that window, so the
 	// common path makes no API call.
 	Live client.Reader
+	// LiveTimeout bounds that read; zero is DefaultLiveTimeout.
+	LiveTimeout time.Duration
 
 	// fullDecode decodes every pod whole and patches it with Apply and
 	// Patch, as keyhook did before PodView and Ops: set by tests only,
@@ -151,8 +154,10 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	// cache; pkg/injection decides, as it does for rollouts.
 	in, err := injection.Read(ctx, h.Resolver.Reader, ns)
 	if err != nil {
+		// The detail is logged, not answered: a client error names
+		// keyhook's identity and what it may read.
 		logger.Error(err, "reading ClusterInjectionPolicies")
-		return admission.Errored(http.StatusInternalServerError, err), ResultError
+		return admission.Errored(http.StatusInternalServerError, errors.New(readFailed)), ResultError
 	}
 	if mirror && (h.Enforced || in.NamespaceLabels[annotations.Injection] == annotations.InjectionEnforced) {
 		// Backed by the ValidatingAdmissionPolicy MirrorPodPolicy, which
@@ -163,9 +168,11 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	}
 	if h.enforcementUnknown(in) && h.Live != nil {
 		// The cache lags: confirm with the API server before denying.
-		if in, err = injection.Read(ctx, h.Live, ns); err != nil {
+		if in, err = h.readLive(ctx, ns); err != nil {
+			// Denied, not errored: the API server's own timeout would
+			// fail open on the entries that do; the detail is logged.
 			logger.Error(err, "reading ClusterInjectionPolicies from the API server")
-			return admission.Errored(http.StatusInternalServerError, err), ResultError
+			return admission.Denied(fmt.Sprintf(liveReadFailed, ns)), ResultDenied
 		}
 	}
 	if h.enforcementUnknown(in) {
@@ -277,6 +284,31 @@ func (h *PodInjector) handle(ctx context.Context, req admission.Request, view *m
 	resp := admission.Patched("", ops...)
 	resp.PatchType = &jsonPatchType
 	return resp.WithWarnings(warnings...), ResultInjected
+}
+
+// DefaultLiveTimeout bounds PodInjector's read of the API server: well
+// inside the API server's webhook timeout (keyhook registers 5 s), so that a
+// stalled read ends in keyhook's denial rather than in the API server's
+// timeout, which admits the pod uninjected on the entries that fail open.
+const DefaultLiveTimeout = 2 * time.Second
+
+// readFailed answers a pod whose policies could not be read from the cache.
+const readFailed = "keyhook could not read its ClusterInjectionPolicies; retry in a few seconds, and if this persists ask the platform team to check keyhook's webhook logs"
+
+// liveReadFailed denies a pod of an enforced namespace (%q) whose policies
+// could not be confirmed with the API server in time.
+const liveReadFailed = "namespace %q is enforced by keyhook, and keyhook could not confirm its ClusterInjectionPolicies with the API server in time; retry in a few seconds, and if this persists ask the platform team to check keyhook's webhook logs"
+
+// readLive reads the policies and the namespace from the API server, within
+// LiveTimeout.
+func (h *PodInjector) readLive(ctx context.Context, ns string) (injection.Inputs, error) {
+	timeout := h.LiveTimeout
+	if timeout <= 0 {
+		timeout = DefaultLiveTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return injection.Read(ctx, h.Live, ns)
 }
 
 // mirrorPodDenied is the denial of a mirror pod in an enforced namespace
