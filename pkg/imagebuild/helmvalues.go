@@ -68,7 +68,7 @@ func HelmValues(registry string, pushed []Pushed) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# keyhook's images as make push pushed them to %s (tag %s), pinned by digest.\n", registry, tag)
-	fmt.Fprintf(&b, "#   helm install keyhook charts/keyhook -n keyhook-system --create-namespace -f %s\n", HelmValuesFile)
+	fmt.Fprintf(&b, "#   helm install keyhook charts/keyhook -n keyhook-system --create-namespace -f <this file>\n")
 	b.Write(body)
 	return b.Bytes(), nil
 }
