@@ -44,6 +44,18 @@ func TestApplySecretMode(t *testing.T) {
 	if diff := cmp.Diff(want, out); diff != "" {
 		t.Fatalf("secret mode: no agent, one Secret volume per ExternalSecret (-want +got)\n%s", diff)
 	}
+	// What PodsInjected checks: Apply's pod delivers both; the pod
+	// before, or with another Secret behind a volume, does not.
+	targets := map[string]string{"db": "db", "api": "api-credentials"}
+	if missing := NotDelivered(out, []string{"db", "api"}, targets); len(missing) != 0 {
+		t.Errorf("NotDelivered of the injected pod: %v", missing)
+	}
+	if missing := NotDelivered(pod, []string{"db", "api"}, targets); !cmp.Equal(missing, []string{"db", "api"}) {
+		t.Errorf("NotDelivered of the pod before injection: %v", missing)
+	}
+	if missing := NotDelivered(out, []string{"db", "api"}, map[string]string{"api": "api"}); !cmp.Equal(missing, []string{"api"}) {
+		t.Errorf("NotDelivered of a pod mounting another Secret than the ExternalSecret's: %v", missing)
+	}
 	again, err := Apply(out, testConfig, &Request{Names: []string{"db", "api"}, MountPath: "/etc/secrets", Mode: req.Mode}, []*resolve.Source{newSource("db"), api})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,6 +31,7 @@ import (
 // +kubebuilder:rbac:groups=keyhook.dev,resources=clusterinjectionpolicies/status,verbs=get;update;patch
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups=keyhook.dev,resources=externalsecrets,verbs=get;list;watch
 
 // NamespaceLabeler keeps the keyhook.dev/injection label of every namespace
 // in line with the ClusterInjectionPolicies that select it, so that the
@@ -69,8 +71,9 @@ const podPage = 100
 
 // NotInjected returns namespace/name of the pods p selects that do not carry
 // keyhook's injection of the ExternalSecrets p injects, sorted; pods is every pod of the
-// namespaces p selects, nsLabels the labels of those namespaces.
-// Terminating pods are left out; pods with the mirror annotation, which
+// namespaces p selects, nsLabels the labels of those namespaces, targets the
+// Secret each ExternalSecret p injects syncs into, by namespace
+// (mutate.NotDelivered). Terminating pods are left out; pods with the mirror annotation, which
 // keyhook admits unchanged from their node's kubelet, are named
 // "namespace/name (static pod)".
 //
@@ -78,10 +81,10 @@ const podPage = 100
 // from the keyhook.dev/status annotation: whoever may update a pod can add
 // the annotation to one admitted before the policy and hide it, while its
 // containers and volumes cannot change after creation.
-func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pods []corev1.Pod) []string {
+func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, targets map[string]map[string]string, pods []corev1.Pod) []string {
 	var out []string
 	for i := range pods {
-		if name, missed := notInjected(p, nsLabels, &pods[i]); missed {
+		if name, missed := notInjected(p, nsLabels, targets[pods[i].Namespace], &pods[i]); missed {
 			out = append(out, name)
 		}
 	}
@@ -91,7 +94,7 @@ func NotInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[str
 
 // notInjected is NotInjected for one pod: its name as reported, and whether
 // it is.
-func notInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, pod *corev1.Pod) (string, bool) {
+func notInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[string]string, targets map[string]string, pod *corev1.Pod) (string, bool) {
 	if pod.DeletionTimestamp != nil {
 		return "", false
 	}
@@ -103,7 +106,7 @@ func notInjected(p *v1alpha1.ClusterInjectionPolicy, nsLabels map[string]map[str
 	}
 	// What the policy injects; not the names of the pod's own
 	// annotation, which its tenant may edit after creation.
-	if len(mutate.NotDelivered(pod, p.Spec.Inject)) > 0 {
+	if len(mutate.NotDelivered(pod, p.Spec.Inject, targets)) > 0 {
 		return pod.Namespace + "/" + pod.Name, true
 	}
 	return "", false
@@ -140,12 +143,33 @@ func podsInjected(missed missedPods, generation int64) metav1.Condition {
 		ObservedGeneration: generation}
 }
 
+// targets maps each of the ExternalSecrets names of namespace ns that exists
+// to the Secret it syncs into, which secret mode mounts.
+func (r *NamespaceLabeler) targets(ctx context.Context, ns string, names []string) (map[string]string, error) {
+	targets := make(map[string]string, len(names))
+	for _, name := range names {
+		es := &v1alpha1.ExternalSecret{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, es); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading ExternalSecret %s/%s: %w", ns, name, err)
+		}
+		targets[name] = es.TargetName()
+	}
+	return targets, nil
+}
+
 // missed pages through the pods of the namespaces p selects (selected: their
 // labels) and gathers those NotInjected reports, holding one page of pods
 // at a time.
 func (r *NamespaceLabeler) missed(ctx context.Context, p *v1alpha1.ClusterInjectionPolicy, selected map[string]map[string]string) (missedPods, error) {
 	var m missedPods
 	for _, ns := range slices.Sorted(maps.Keys(selected)) {
+		targets, err := r.targets(ctx, ns, p.Spec.Inject)
+		if err != nil {
+			return missedPods{}, err
+		}
 		next := ""
 		for {
 			// Whole pods: whether one is injected is read from its spec.
@@ -154,7 +178,7 @@ func (r *NamespaceLabeler) missed(ctx context.Context, p *v1alpha1.ClusterInject
 				return missedPods{}, fmt.Errorf("listing the pods of namespace %s: %w", ns, err)
 			}
 			for i := range list.Items {
-				if name, missed := notInjected(p, selected, &list.Items[i]); missed {
+				if name, missed := notInjected(p, selected, targets, &list.Items[i]); missed {
 					m.add(name)
 				}
 			}

@@ -63,10 +63,15 @@ func withAgent(t *testing.T, names ...string) podOption {
 	}
 }
 
-// withSecretVolume gives the pod the volume secret mode mounts for es.
-func withSecretVolume(es string) podOption {
+// withSecretVolume gives the pod the volume of Secret secret that secret
+// mode mounts for es, mounted into its first container when mounted.
+func withSecretVolume(es, secret string, mounted bool) podOption {
 	return func(p *corev1.Pod) {
-		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: mutate.SecretModeVolumeName(es), VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: es}}})
+		vol := mutate.SecretModeVolumeName(es)
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}})
+		if mounted {
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: vol, MountPath: "/keyhook/secrets/" + es, ReadOnly: true})
+		}
 	}
 }
 
@@ -76,7 +81,10 @@ func TestNotInjected(t *testing.T) {
 	forged := map[string]string{annotations.Status: annotations.StatusInjected}
 	terminating := testPod("shop", "old-going")
 	terminating.DeletionTimestamp = &metav1.Time{}
-	got := NotInjected(&p, map[string]map[string]string{"shop": {"env": "prod"}, "cart": {"env": "prod"}, "dev": {"env": "dev"}}, []corev1.Pod{
+	// db of shop syncs into Secret db-creds; cart's db is not known (its
+	// Secret is then named db, as ExternalSecrets default to).
+	targets := map[string]map[string]string{"shop": {"db": "db-creds"}}
+	got := NotInjected(&p, map[string]map[string]string{"shop": {"env": "prod"}, "cart": {"env": "prod"}, "dev": {"env": "dev"}}, targets, []corev1.Pod{
 		testPod("shop", "web-2"),
 		testPod("shop", "web-1", withLabels(map[string]string{"app.kubernetes.io/name": "keyhook"})),
 		// The status annotation alone, as a tenant can add it to a pod
@@ -84,7 +92,12 @@ func TestNotInjected(t *testing.T) {
 		testPod("shop", "forged", withAnnotations(forged)),
 		testPod("shop", "files", withAnnotations(forged), withAgent(t, "db")),
 		testPod("shop", "files-and-own", withAgent(t, "db", "api"), withAnnotations(map[string]string{annotations.Inject: "api"})),
-		testPod("shop", "secret-mode", withSecretVolume("db")),
+		testPod("shop", "secret-mode", withSecretVolume("db", "db-creds", true)),
+		testPod("cart", "secret-mode", withSecretVolume("db", "db", true)),
+		// Imitations of secret mode: the volume of another Secret (one
+		// the tenant wrote), or a volume no container mounts.
+		testPod("shop", "secret-other", withAnnotations(forged), withSecretVolume("db", "db", true)),
+		testPod("shop", "secret-unmounted", withAnnotations(forged), withSecretVolume("db", "db-creds", false)),
 		testPod("shop", "other-secret", withAnnotations(forged), withAgent(t, "api")),
 		testPod("shop", "fake-agent", withAnnotations(forged), func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: mutate.AgentContainerName, Image: "example.com/not-keyhook"}}
@@ -95,7 +108,7 @@ func TestNotInjected(t *testing.T) {
 		testPod("dev", "tool"),
 		terminating,
 	})
-	want := []string{"cart/api", "cart/etcd-node-1 (static pod)", "shop/fake-agent", "shop/forged", "shop/other-secret", "shop/web-1", "shop/web-2"}
+	want := []string{"cart/api", "cart/etcd-node-1 (static pod)", "shop/fake-agent", "shop/forged", "shop/other-secret", "shop/secret-other", "shop/secret-unmounted", "shop/web-1", "shop/web-2"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}

@@ -108,7 +108,7 @@ func TestEnforcingPolicyWithBrokenPodSelector(t *testing.T) {
 			t.Errorf("pod %v: (-want +got)\n%s", podLabels, diff)
 		}
 	}
-	missed := NotInjected(&enforcing, map[string]map[string]string{"shop": prod.Labels}, []corev1.Pod{
+	missed := NotInjected(&enforcing, map[string]map[string]string{"shop": prod.Labels}, nil, []corev1.Pod{
 		testPod("shop", "web", withLabels(map[string]string{"app": "web"})),
 		testPod("shop", "job", withLabels(map[string]string{"batch": "yes"})),
 	})

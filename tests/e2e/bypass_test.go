@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
+	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/webhookconfig"
 	"github.com/keyhook/keyhook/tests/framework"
 )
@@ -278,6 +279,14 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Another that imitates secret mode: the volume keyhook would name for
+	// ExternalSecret db, mounted, but of a Secret its tenant wrote.
+	imitation := plainPod(ns, "imitation", nil, nil)
+	imitation.Spec.Volumes = []corev1.Volume{{Name: mutate.SecretModeVolumeName("db"), VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "mine"}}}}
+	imitation.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: mutate.SecretModeVolumeName("db"), MountPath: "/keyhook/secrets/db", ReadOnly: true}}
+	if err := cluster.Client.Create(ctx, imitation); err != nil {
+		t.Fatal(err)
+	}
 	policy := enforce(ctx, t, ns)
 	condition := func(want metav1.ConditionStatus) metav1.Condition {
 		t.Helper()
@@ -301,15 +310,16 @@ func TestEnforcingPolicyReportsPodsAdmittedBefore(t *testing.T) {
 		return got
 	}
 	c := condition(metav1.ConditionFalse)
-	if c.Reason != "PodsNotInjected" || !strings.Contains(c.Message, "2 pods") || !strings.Contains(c.Message, ns+"/"+early.Name) || !strings.Contains(c.Message, ns+"/"+forged.Name) {
-		t.Errorf("condition does not name both pods admitted before the policy, the one with a forged keyhook.dev/status too: %+v", c)
+	if c.Reason != "PodsNotInjected" || !strings.Contains(c.Message, "3 pods") || !strings.Contains(c.Message, ns+"/"+early.Name) ||
+		!strings.Contains(c.Message, ns+"/"+forged.Name) || !strings.Contains(c.Message, ns+"/"+imitation.Name) {
+		t.Errorf("condition does not name the three pods admitted before the policy, the one with a forged keyhook.dev/status and the one imitating secret mode too: %+v", c)
 	}
 	// A pod created now is injected, and not reported.
 	now := plainPod(ns, "now", nil, nil)
 	if err := cluster.Client.Create(ctx, now); err != nil || !hasAgent(now) {
 		t.Fatalf("a pod created once the namespace is enforced was not injected: injected %v, err %v", hasAgent(now), err)
 	}
-	for _, p := range []*corev1.Pod{early, forged} {
+	for _, p := range []*corev1.Pod{early, forged, imitation} {
 		if err := cluster.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
 			t.Fatal(err)
 		}
