@@ -55,7 +55,10 @@ func NodeBase() string { return filepath.Join(os.TempDir(), "keyhook-node") }
 // the run made.
 type Node struct {
 	// Dir is this run's state directory.
-	Dir         string
+	Dir string
+	// Waited is how long PrepareNode waited for another run to release the
+	// machine's node.
+	Waited      time.Duration
 	lock        *os.File
 	pki         *pki
 	certDir     string
@@ -105,11 +108,12 @@ func PrepareNode(ctx context.Context) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	waitStart := time.Now()
 	if err := flockContext(ctx, lock); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("node: waiting for %s (another node test run holds it): %w", lock.Name(), err)
 	}
-	n := &Node{lock: lock, testenv: testenv, containerd: ctrDir}
+	n := &Node{lock: lock, testenv: testenv, containerd: ctrDir, Waited: time.Since(waitStart)}
 	// Leftovers of a run that was killed before its cleanup.
 	entries, _ := os.ReadDir(base)
 	for _, e := range entries {

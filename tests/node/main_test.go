@@ -125,8 +125,8 @@ func run(m *testing.M) (code int) {
 	if err = installKeyhook(ctx, imageRepo, imageTag); err != nil {
 		return fail("installing keyhook", err)
 	}
-	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s; keyhook installed and ready in %s\n",
-		framework.NodeName, nodeReady.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "node: control plane, vault and node %s Ready in %s (of which %s waiting for another node run); keyhook installed and ready in %s\n",
+		framework.NodeName, nodeReady.Round(time.Millisecond), node.Waited.Round(time.Millisecond), (time.Since(start) - nodeReady).Round(time.Millisecond))
 	code = m.Run()
 	code = max(code, upgradeAndUninstall())
 	if leaks := leakedValues(node.Dir); len(leaks) > 0 {
