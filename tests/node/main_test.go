@@ -3,7 +3,8 @@
 // kube-proxy and kube-scheduler — that runs the pods, with locally imported
 // images (nothing is pulled). Only one run of this package uses the machine's
 // node at a time (framework.PrepareNode takes a lock); everything it starts
-// and mounts is removed on exit, on failure and on Ctrl-C.
+// and mounts is removed on exit, on failure and on Ctrl-C, and the package
+// fails if the machine is not left as the run found it (Node.Leftovers).
 package node
 
 import (
