@@ -41,8 +41,8 @@ var keyhookCRDs = framework.KeyhookCRDs
 //	helm upgrade keyhook charts/keyhook -n keyhook-system --reuse-values --set tls.mode=selfManaged --set webhook.replicas=3 ...
 //	helm upgrade keyhook charts/keyhook -n keyhook-system --reuse-values -f bin/images/values-images.yaml
 //	helm uninstall keyhook -n keyhook-system
-//	kubectl label namespace -l keyhook.dev/injection keyhook.dev/injection-
 //	kubectl delete namespace keyhook-system
+//	kubectl label namespace -l keyhook.dev/injection keyhook.dev/injection-
 //
 // and what each leaves in the cluster. bin/images/values-images.yaml is
 // what make push writes (imagebuild.HelmValues) for images pushed to a
@@ -242,17 +242,12 @@ func readmeHelm(t *testing.T, prefix string, pick func(string) bool) framework.H
 	return cmd
 }
 
-// readmeKubectlSteps are the kubectl commands of the README's uninstall
-// after helm uninstall, but the optional removal of the CRDs.
+// readmeKubectlSteps are the README's kubectl steps after helm uninstall.
 func readmeKubectlSteps(t *testing.T) []string {
 	t.Helper()
-	var steps []string
-	for _, prefix := range []string{"kubectl label namespace", "kubectl delete namespace"} {
-		c, err := framework.ReadmeCommand(prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		steps = append(steps, c)
+	steps, err := framework.ReadmeUninstallSteps()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return steps
 }

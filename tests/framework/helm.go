@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -157,6 +158,12 @@ func TestenvDir() string { return os.Getenv("KEYHOOK_TESTENV") }
 // blank lines dropped. Tests run these very commands, so that the README
 // says what they do.
 func ReadmeInstallCommands() ([]string, error) {
+	blocks, err := readmeInstallBlocks()
+	return slices.Concat(blocks...), err
+}
+
+// readmeInstallBlocks is ReadmeInstallCommands by code block.
+func readmeInstallBlocks() ([][]string, error) {
 	b, err := os.ReadFile(filepath.Join(RepoRoot(), "README.md"))
 	if err != nil {
 		return nil, err
@@ -168,14 +175,18 @@ func ReadmeInstallCommands() ([]string, error) {
 	if i := strings.Index(section, "\n## "); i >= 0 {
 		section = section[:i]
 	}
+	var blocks [][]string
 	var cmds []string
 	inBlock, cont := false, ""
 	for _, line := range strings.Split(section, "\n") {
 		switch {
 		case strings.HasPrefix(line, "```sh"):
-			inBlock = true
+			inBlock, cmds = true, nil
 			continue
 		case strings.HasPrefix(line, "```"):
+			if inBlock {
+				blocks = append(blocks, cmds)
+			}
 			inBlock = false
 			continue
 		case !inBlock:
@@ -198,7 +209,7 @@ func ReadmeInstallCommands() ([]string, error) {
 			cmds = append(cmds, line)
 		}
 	}
-	return cmds, nil
+	return blocks, nil
 }
 
 // ReadmeCommand returns the one command of the README's Install section
@@ -309,4 +320,31 @@ func (c HelmCommand) MergeValues(dir string) (map[string]any, error) {
 		o.ValueFiles = append(o.ValueFiles, f)
 	}
 	return o.MergeValues(getter.Providers{})
+}
+
+// ReadmeUninstallSteps are the kubectl commands that follow helm uninstall
+// in its code block of the README's Install section, in their order, but the
+// optional removal of the CRDs (kubectl delete crd).
+func ReadmeUninstallSteps() ([]string, error) {
+	blocks, err := readmeInstallBlocks()
+	if err != nil {
+		return nil, err
+	}
+	for _, cmds := range blocks {
+		i := slices.IndexFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "helm uninstall ") })
+		if i < 0 {
+			continue
+		}
+		var steps []string
+		for _, c := range cmds[i+1:] {
+			if strings.HasPrefix(c, "kubectl ") && !strings.HasPrefix(c, "kubectl delete crd") {
+				steps = append(steps, c)
+			}
+		}
+		if len(steps) == 0 {
+			return nil, errors.New("README's Install section has no kubectl step after helm uninstall")
+		}
+		return steps, nil
+	}
+	return nil, errors.New("README's Install section has no helm uninstall")
 }

@@ -84,6 +84,16 @@ func lifecycle(ctx context.Context) error {
 		return fmt.Errorf("after the upgrade, the injected agent is %s with %v, want the Vault agent %s with --deadline=1m30s", c.Image, c.Args, imageRepo+"/init-agent-vault:"+imageTag)
 	}
 
+	// While keyhook is installed its ValidatingAdmissionPolicy refuses the
+	// README's label removal (the README says so: the order matters).
+	labelStep, err := readmeCommand("kubectl label namespace")
+	if err != nil {
+		return err
+	}
+	if out, err := kubectl(ctx, nil, strings.Fields(labelStep)[1:]...); err == nil || !strings.Contains(out, "is set only by keyhook") {
+		return fmt.Errorf("with keyhook installed, %q: %v, want the refusal of keyhook's admission policy:\n%s", labelStep, err, out)
+	}
+
 	// helm uninstall keyhook -n keyhook-system
 	cmd, err := readmeCommand("helm uninstall")
 	if err != nil {
@@ -110,11 +120,11 @@ func lifecycle(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	for _, prefix := range []string{"kubectl label namespace", "kubectl delete namespace"} {
-		line, err := readmeCommand(prefix)
-		if err != nil {
-			return err
-		}
+	steps, err := framework.ReadmeUninstallSteps()
+	if err != nil {
+		return err
+	}
+	for _, line := range steps {
 		out, err := kubectl(ctx, nil, strings.Fields(line)[1:]...)
 		if err != nil {
 			return fmt.Errorf("the README's %q: %w", line, err)
