@@ -168,6 +168,9 @@ func (c *Cluster) init(ctx context.Context, dir, assets string) error {
 		"--root-ca-file="+c.CAFile,
 		"--controllers=*",
 		"--concurrent-deployment-syncs=5",
+		// Default /usr/libexec/kubernetes/kubelet-plugins/volume/exec, which
+		// it creates.
+		"--flex-volume-plugin-dir="+filepath.Join(dir, "flexvolume"),
 		"--v=1",
 	)
 	if err != nil {

@@ -42,7 +42,9 @@ import (
 
 // hostDirs are the directories outside the state directory that the node's
 // components write to.
-var hostDirs = []string{"/run/containerd", "/var/lib/cni", "/var/lib/kubelet", "/var/log/containers", "/run/mount"}
+var hostDirs = []string{"/run/containerd", "/var/lib/cni", "/var/lib/kubelet", "/var/log/containers", "/run/mount",
+	// Moved into the run's directory by configuration; checked all the same.
+	"/opt/containerd", "/usr/libexec/kubernetes"}
 
 // kernelTunables are the sysctls the kubelet (setupKernelTunables) and the
 // node change; a run puts back the values it found.
