@@ -49,6 +49,7 @@ var valueSets = map[string]map[string]any{
 			"podAnnotations": map[string]any{"example.com/team": "platform"},
 			"podLabels":      map[string]any{"example.com/tier": "control"},
 			"extraArgs":      []any{"--zap-log-level=debug"},
+			"extraEnv":       []any{map[string]any{"name": "GOMEMLIMIT", "value": "400MiB"}, map[string]any{"name": "GODEBUG", "value": "madvdontneed=1"}},
 		},
 		"sync":           map[string]any{"workers": 8, "rolloutDebounce": "30s"},
 		"leaderElection": map[string]any{"leaseDuration": "30s"},
@@ -139,6 +140,31 @@ func render(t *testing.T, ns string, vals map[string]any) map[string]*unstructur
 			t.Fatalf("%s rendered twice", k)
 		}
 		out[k] = o
+	}
+	return out
+}
+
+// containerEnv is the env of a Deployment's one container, by name: a
+// literal value, or "fieldRef:<resource>" for a resourceFieldRef. A name
+// given twice is an error: the API server keeps only the last one.
+func containerEnv(t *testing.T, d *unstructured.Unstructured) map[string]string {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	env, _, _ := unstructured.NestedSlice(cs[0].(map[string]any), "env")
+	out := map[string]string{}
+	for _, e := range env {
+		e := e.(map[string]any)
+		name, _ := e["name"].(string)
+		if _, dup := out[name]; dup {
+			t.Errorf("%s: env %s given twice", d.GetName(), name)
+		}
+		if v, ok := e["value"].(string); ok {
+			out[name] = v
+		} else if r, ok, _ := unstructured.NestedString(e, "valueFrom", "resourceFieldRef", "resource"); ok {
+			out[name] = "fieldRef:" + r
+		} else {
+			out[name] = ""
+		}
 	}
 	return out
 }
@@ -301,6 +327,13 @@ func TestChartTemplates(t *testing.T) {
 		}
 		if !slices.Contains(containerArgs(t, c), "--zap-log-level=debug") {
 			t.Errorf("controller.extraArgs missing: %v", containerArgs(t, c))
+		}
+		// extraEnv is added, and a GOMEMLIMIT of its own replaces the default.
+		if env, want := containerEnv(t, c), map[string]string{"GOMEMLIMIT": "400MiB", "GODEBUG": "madvdontneed=1"}; !cmp.Equal(env, want) {
+			t.Errorf("controller env %v, want %v", env, want)
+		}
+		if env, want := containerEnv(t, objs["Deployment "+ns+"/keyhook-webhook"]), map[string]string{"GOMEMLIMIT": "fieldRef:limits.memory"}; !cmp.Equal(env, want) {
+			t.Errorf("webhook env %v, want %v", env, want)
 		}
 		// The controller's NetworkPolicy admits metrics from monitoring, nothing else.
 		if np := objs["NetworkPolicy "+ns+"/keyhook-controller"]; np == nil {
