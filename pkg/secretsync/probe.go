@@ -670,7 +670,15 @@ func probePlan(es *v1alpha1.ExternalSecret, src *resolve.Source) (follow bool, k
 	if !kstore.Capabilities(src.Store).VersionProbe {
 		return true, nil, fmt.Sprintf("%s %q has no versions to probe (Vault KV v1)", src.StoreKind, src.StoreName)
 	}
-	keys, unprobed = ProbeKeys(es)
+	all, unprobed := ProbeKeys(es)
+	for _, key := range all {
+		switch probe, why := kstore.ProbeKey(src.Store, key); {
+		case probe:
+			keys = append(keys, key)
+		case why != "" && unprobed == "":
+			unprobed = why
+		}
+	}
 	return true, keys, unprobed
 }
 

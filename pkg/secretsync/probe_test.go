@@ -514,3 +514,43 @@ func TestProbePlan(t *testing.T) {
 		t.Error("refreshInterval 0 (sync once) is followed by probes")
 	}
 }
+
+// An SSM parameter named with a selector is not probed: "name:3" reads a
+// version that never changes, "name:label" the version a label points at,
+// which DescribeParameters does not tell (before, each was probed and
+// refused every interval). Secrets Manager ARNs, colons and all, are.
+func TestProbePlanSSMSelectors(t *testing.T) {
+	es := &v1alpha1.ExternalSecret{Spec: v1alpha1.ExternalSecretSpec{
+		RefreshInterval: &metav1.Duration{Duration: time.Hour},
+		Data: []v1alpha1.ExternalSecretData{
+			{SecretKey: "a", RemoteRef: v1alpha1.RemoteRef{Key: "/app/db"}},
+			{SecretKey: "b", RemoteRef: v1alpha1.RemoteRef{Key: "/app/db:3"}},
+			{SecretKey: "c", RemoteRef: v1alpha1.RemoteRef{Key: "arn:aws:ssm:eu-west-1:123456789012:parameter/app/api"}},
+		},
+	}}
+	store := func(service v1alpha1.AWSService) *resolve.Source {
+		return &resolve.Source{ExternalSecret: es, StoreKind: v1alpha1.SecretStoreKindNamespaced, StoreName: "aws",
+			Store: &v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{AWS: &v1alpha1.AWSProvider{Service: service, Region: "eu-west-1"}}}}
+	}
+
+	follow, keys, unprobed := probePlan(es, store(v1alpha1.AWSParameterStore))
+	if !follow || !slices.Equal(keys, []string{"/app/db", "arn:aws:ssm:eu-west-1:123456789012:parameter/app/api"}) || unprobed != "" {
+		t.Errorf("probePlan = %v, %q, %q; want the two keys without a selector, no reason (a pinned version does not change)", follow, keys, unprobed)
+	}
+
+	es.Spec.Data = append(es.Spec.Data, v1alpha1.ExternalSecretData{SecretKey: "d", RemoteRef: v1alpha1.RemoteRef{Key: "/app/flags:stable"}})
+	_, keys, unprobed = probePlan(es, store(v1alpha1.AWSParameterStore))
+	if slices.Contains(keys, "/app/flags:stable") || !strings.Contains(unprobed, `"/app/flags:stable" follows a label`) {
+		t.Errorf("probePlan = %q, %q; want the labelled parameter left out, with the reason", keys, unprobed)
+	}
+
+	sm := &v1alpha1.ExternalSecret{Spec: v1alpha1.ExternalSecretSpec{
+		RefreshInterval: &metav1.Duration{Duration: time.Hour},
+		Data: []v1alpha1.ExternalSecretData{
+			{SecretKey: "a", RemoteRef: v1alpha1.RemoteRef{Key: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-db-AbCdEf"}},
+		},
+	}}
+	if _, keys, _ := probePlan(sm, store(v1alpha1.AWSSecretsManager)); len(keys) != 1 {
+		t.Errorf("Secrets Manager keys %q, want its ARN probed", keys)
+	}
+}

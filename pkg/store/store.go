@@ -71,6 +71,17 @@ func Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
 	return fetch.Capabilities{}
 }
 
+// ProbeKey reports whether version probes can follow key through a store
+// of spec, and if not why ("" when the key pins a version, which does not
+// change); a provider's keys are all probed unless it says otherwise
+// (driver.KeyVersions).
+func ProbeKey(spec *v1alpha1.SecretStoreSpec, key string) (probe bool, why string) {
+	if kv, ok := For(spec).(driver.KeyVersions); ok {
+		return kv.ProbeKey(spec, key)
+	}
+	return true, ""
+}
+
 // ProviderName names the provider of spec in metrics and messages.
 func ProviderName(spec *v1alpha1.SecretStoreSpec) string {
 	if p := For(spec); p != nil {

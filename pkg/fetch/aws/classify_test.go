@@ -13,6 +13,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/store/aws/awsagent"
 )
 
 // sdkError is what an SDK call returns for an answer with this HTTP status
@@ -127,9 +128,9 @@ func TestSplitSelector(t *testing.T) {
 		{arn + ":2", arn, "2", true},
 	}
 	for _, tt := range tests {
-		name, sel, ok := splitSelector(tt.in)
+		name, sel, ok := awsagent.SplitSelector(tt.in)
 		if name != tt.name || sel != tt.sel || ok != tt.ok {
-			t.Errorf("splitSelector(%q) = %q, %q, %v; want %q, %q, %v", tt.in, name, sel, ok, tt.name, tt.sel, tt.ok)
+			t.Errorf("SplitSelector(%q) = %q, %q, %v; want %q, %q, %v", tt.in, name, sel, ok, tt.name, tt.sel, tt.ok)
 		}
 	}
 }

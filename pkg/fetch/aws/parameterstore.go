@@ -13,6 +13,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
+	"github.com/keyhook/keyhook/pkg/store/aws/awsagent"
 )
 
 // ParameterStore reads AWS Systems Manager Parameter Store with one set of
@@ -40,7 +41,7 @@ func (p *ParameterStore) Close() error { return nil }
 // ref.Key already or given as ref.Version (a number or a label); if both
 // are given they must agree. Empty means the latest version.
 func (p *ParameterStore) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, error) {
-	name, sel, hasSel := splitSelector(ref.Key)
+	name, sel, hasSel := awsagent.SplitSelector(ref.Key)
 	if name == "" {
 		return nil, fmt.Errorf("ssm: empty parameter name in %q: %w", ref.Key, fetch.ErrInvalid)
 	}
@@ -73,18 +74,6 @@ func (p *ParameterStore) GetSecret(ctx context.Context, ref fetch.Ref) ([]byte, 
 	return []byte(*out.Parameter.Value), nil
 }
 
-// splitSelector splits "name:selector" into name and selector. Names (and
-// the name part of an ARN, after "parameter/") cannot contain ':', so only a
-// ':' after the last '/' starts a selector.
-func splitSelector(key string) (name, selector string, ok bool) {
-	slash := strings.LastIndex(key, "/")
-	colon := strings.LastIndex(key, ":")
-	if colon <= slash {
-		return key, "", false
-	}
-	return key[:colon], key[colon+1:], true
-}
-
 // CurrentVersion returns the latest version number of the parameter key.
 //
 // It asks DescribeParameters (Name Equals key), which reads metadata only.
@@ -95,7 +84,7 @@ func splitSelector(key string) (name, selector string, ok bool) {
 // stays ciphertext (no kms:Decrypt), but the value of a String parameter is
 // transferred, and dropped.
 func (p *ParameterStore) CurrentVersion(ctx context.Context, key string) (string, error) {
-	name, _, hasSel := splitSelector(key)
+	name, _, hasSel := awsagent.SplitSelector(key)
 	switch {
 	case name == "":
 		return "", fmt.Errorf("ssm: empty parameter name: %w", fetch.ErrInvalid)

@@ -8,6 +8,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -64,6 +65,30 @@ func Capabilities(service string) fetch.Capabilities { return awsagent.Capabilit
 func (Provider) Capabilities(spec *v1alpha1.SecretStoreSpec) fetch.Capabilities {
 	return Capabilities(string(spec.Provider.AWS.Service))
 }
+
+// ProbeKey implements driver.KeyVersions: an SSM parameter named with a
+// selector reads that version ("name:3", never changes) or the version a
+// label points at ("name:label"), which the probe's DescribeParameters
+// does not tell; both are refreshed every refreshInterval instead of being
+// probed, and failing, every interval.
+func (Provider) ProbeKey(spec *v1alpha1.SecretStoreSpec, key string) (bool, string) {
+	if spec.Provider.AWS.Service != v1alpha1.AWSParameterStore {
+		return true, ""
+	}
+	_, sel, ok := awsagent.SplitSelector(key)
+	switch {
+	case !ok:
+		return true, ""
+	case sel == "":
+		return false, "" // invalid: the sync says why
+	case strings.Trim(sel, "0123456789") == "":
+		return false, "" // a version number: it does not change
+	default:
+		return false, fmt.Sprintf("SSM parameter %q follows a label, which version probes cannot read", key)
+	}
+}
+
+var _ driver.KeyVersions = Provider{}
 
 // MetricName implements driver.Provider.
 func (Provider) MetricName(spec *v1alpha1.SecretStoreSpec) string {

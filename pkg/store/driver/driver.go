@@ -66,6 +66,16 @@ func Denied(format string, args ...any) error {
 	return &DeniedError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// KeyVersions is implemented by a provider whose remote keys can name a
+// version or a label in the key itself (SSM's "name:3", "name:label"),
+// which its current-version call cannot follow.
+type KeyVersions interface {
+	// ProbeKey reports whether version probes can follow key, read through
+	// a store of spec, and if not why ("" for a key pinned to a version,
+	// which never changes, as a remoteRef.version does not).
+	ProbeKey(spec *v1alpha1.SecretStoreSpec, key string) (probe bool, why string)
+}
+
 // Provider is what keyhook knows of one provider without its SDK.
 type Provider interface {
 	// Name is the provider's name: its plan.Store field, the init-agent's

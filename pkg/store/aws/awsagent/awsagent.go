@@ -5,6 +5,7 @@ package awsagent
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/keyhook/keyhook/pkg/fetch"
 	"github.com/keyhook/keyhook/pkg/plan"
@@ -117,4 +118,17 @@ func (Agent) AgentConfig(s plan.Store, env agentdriver.Env) (Config, error) {
 	}
 	ac.Static = keys
 	return ac, nil
+}
+
+// SplitSelector splits an SSM parameter key "name:selector" (a version
+// number or a label) into name and selector. Names (and the name part of
+// an ARN, after "parameter/") cannot contain ':', so only a ':' after the
+// last '/' starts a selector.
+func SplitSelector(key string) (name, selector string, ok bool) {
+	slash := strings.LastIndex(key, "/")
+	colon := strings.LastIndex(key, ":")
+	if colon <= slash {
+		return key, "", false
+	}
+	return key[:colon], key[colon+1:], true
 }
