@@ -516,11 +516,7 @@ func (p *VersionProber) currentVersion(ctx context.Context, es *v1alpha1.Externa
 		if err != nil {
 			return "", time.Time{}, err
 		}
-		defer func() {
-			if err := cp.Close(); err != nil {
-				log.FromContext(ctx).Info("closing a provider session failed; a Vault token left unrevoked expires with its TTL", "error", err.Error())
-			}
-		}()
+		defer closeLogged(log.FromContext(ctx), cp)
 		return cp.versionAt(ctx, key)
 	}
 	inner, err := p.Providers(ctx, src)
