@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -27,7 +26,6 @@ import (
 	"github.com/keyhook/keyhook/bench/fixture"
 	"github.com/keyhook/keyhook/bench/loadgen"
 	keyhookadmission "github.com/keyhook/keyhook/pkg/admission"
-	"github.com/keyhook/keyhook/pkg/crd/v1alpha1"
 	"github.com/keyhook/keyhook/pkg/mutate"
 	"github.com/keyhook/keyhook/pkg/resolve"
 )
@@ -91,13 +89,7 @@ func (e *notFound) Status() metav1.Status {
 // fixture pod from a cache, and logging as the binary does (JSON, info).
 func benchInjector(b testing.TB) (*keyhookadmission.PodInjector, context.Context, *loadgen.Review) {
 	b.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		b.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		b.Fatal(err)
-	}
+	scheme := testScheme(b)
 	const ns = "shop"
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"kubernetes.io/metadata.name": ns}}},

@@ -27,6 +27,19 @@ import (
 	"github.com/keyhook/keyhook/pkg/resolve"
 )
 
+// testScheme knows the Kubernetes types and keyhook's, for fake clusters.
+func testScheme(t testing.TB) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
+}
+
 // TestEnforcedNamespaceUnknownPolicy: a pod of a namespace the API server
 // sees enforced (it called the enforced entry), or whose cached label says
 // so, is never admitted uninjected because this replica's cache does not
@@ -36,13 +49,7 @@ import (
 // their node's kubelet creates them; anyone else's is denied in an enforced
 // namespace and is an ordinary pod elsewhere.
 func TestEnforcedNamespaceUnknownPolicy(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := testScheme(t)
 	ns := func(labels map[string]string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: labels}}
 	}
@@ -225,13 +232,7 @@ var forbidden = apierrors.NewForbidden(schema.GroupResource{Group: "keyhook.dev"
 // reveals nothing of keyhook's identity or permissions; the same when the
 // cache itself cannot be read.
 func TestEnforcedLiveReadFails(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := testScheme(t)
 	enforcedNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{annotations.Injection: annotations.InjectionEnforced}}}
 	// The cache knows a policy, not one that enforces the namespace.
 	other := &v1alpha1.ClusterInjectionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1alpha1.ClusterInjectionPolicySpec{

@@ -32,16 +32,12 @@ func tokenReviewer(ctx context.Context, token, _ string) (string, error) {
 	return tr.Status.User.Username, nil
 }
 
-// TestAWSProviders injects and syncs from Secrets Manager and Parameter
-// Store, authenticating as IRSA does: the pod's (or, for the sync, its
-// namespace's service account's) projected token, exchanged at STS.
-func TestAWSProviders(t *testing.T) {
-	ctx := testContext(t)
-	ns := tenant(ctx, t, "aws")
-	srv := awstest.New(awstest.Options{})
-	t.Cleanup(srv.Close)
+// irsaRole adds a role to srv that only the service account "app" of ns
+// may assume, with its projected token (reviewed by the real API server),
+// as an IRSA trust policy says.
+func irsaRole(srv *awstest.Server, name, ns string) string {
 	subject := "system:serviceaccount:" + ns + ":app"
-	role := srv.AddRole(ns+"-reader", awstest.Trust{WebIdentity: func(ctx context.Context, token, roleARN string) (string, error) {
+	return srv.AddRole(name, awstest.Trust{WebIdentity: func(ctx context.Context, token, roleARN string) (string, error) {
 		sub, err := tokenReviewer(ctx, token, roleARN)
 		if err != nil {
 			return "", err
@@ -51,12 +47,13 @@ func TestAWSProviders(t *testing.T) {
 		}
 		return sub, nil
 	}})
-	srv.Allow(role, ns+"/", "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
-	srv.Allow(role, "/"+ns+"/", "ssm:GetParameter", "ssm:DescribeParameters")
-	dbPass, apiKey := secretValue(t, "db"), secretValue(t, "api")
-	srv.PutSecretString(ns+"/db", `{"user":"app","password":"`+dbPass+`"}`)
-	srv.PutParameter("/"+ns+"/api-key", awstest.SecureString, apiKey)
+}
 
+// createAWSStores creates the SecretStores "sm" (Secrets Manager) and
+// "ssm" (Parameter Store) of ns on srv, logging in as role with the token
+// of the service account "app".
+func createAWSStores(ctx context.Context, t *testing.T, srv *awstest.Server, ns, role string) {
+	t.Helper()
 	for name, service := range map[string]v1alpha1.AWSService{"sm": v1alpha1.AWSSecretsManager, "ssm": v1alpha1.AWSParameterStore} {
 		if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -68,6 +65,24 @@ func TestAWSProviders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestAWSProviders injects and syncs from Secrets Manager and Parameter
+// Store, authenticating as IRSA does: the pod's (or, for the sync, its
+// namespace's service account's) projected token, exchanged at STS.
+func TestAWSProviders(t *testing.T) {
+	ctx := testContext(t)
+	ns := tenant(ctx, t, "aws")
+	srv := awstest.New(awstest.Options{})
+	t.Cleanup(srv.Close)
+	role := irsaRole(srv, ns+"-reader", ns)
+	srv.Allow(role, ns+"/", "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+	srv.Allow(role, "/"+ns+"/", "ssm:GetParameter", "ssm:DescribeParameters")
+	dbPass, apiKey := secretValue(t, "db"), secretValue(t, "api")
+	srv.PutSecretString(ns+"/db", `{"user":"app","password":"`+dbPass+`"}`)
+	srv.PutParameter("/"+ns+"/api-key", awstest.SecureString, apiKey)
+
+	createAWSStores(ctx, t, srv, ns, role)
 	for _, es := range []*v1alpha1.ExternalSecret{
 		externalSecret(ns, "db", v1alpha1.ExternalSecretSpec{
 			SecretStoreRef: v1alpha1.SecretStoreRef{Name: "sm", Kind: v1alpha1.SecretStoreKindNamespaced},

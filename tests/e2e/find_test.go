@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -197,17 +196,7 @@ func TestFindAWS(t *testing.T) {
 	ns := tenant(ctx, t, "findaws")
 	srv := awstest.New(awstest.Options{})
 	t.Cleanup(srv.Close)
-	subject := "system:serviceaccount:" + ns + ":app"
-	role := srv.AddRole(ns+"-finder", awstest.Trust{WebIdentity: func(ctx context.Context, token, roleARN string) (string, error) {
-		sub, err := tokenReviewer(ctx, token, roleARN)
-		if err != nil {
-			return "", err
-		}
-		if sub != subject {
-			return "", awstest.ErrUntrusted
-		}
-		return sub, nil
-	}})
+	role := irsaRole(srv, ns+"-finder", ns)
 	// BatchGetSecretValue and ListSecrets are not scoped to a resource in
 	// IAM; each secret read is.
 	srv.Allow(role, "", "secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets")
@@ -222,17 +211,7 @@ func TestFindAWS(t *testing.T) {
 		values[name] = secretValue(t, strings.ReplaceAll(name, "/", "-"))
 		srv.PutParameter(name, awstest.SecureString, values[name])
 	}
-	for name, service := range map[string]v1alpha1.AWSService{"sm": v1alpha1.AWSSecretsManager, "ssm": v1alpha1.AWSParameterStore} {
-		if err := cluster.Client.Create(ctx, &v1alpha1.SecretStore{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: v1alpha1.SecretStoreSpec{Provider: v1alpha1.SecretStoreProvider{AWS: &v1alpha1.AWSProvider{
-				Service: service, Region: srv.Region(), Endpoint: srv.URL(), STSEndpoint: srv.URL(), CABundle: srv.CABundle(),
-				Auth: v1alpha1.AWSAuth{JWT: &v1alpha1.AWSJWTAuth{RoleARN: role, ServiceAccountRef: &v1alpha1.ServiceAccountSelector{Name: "app"}}},
-			}}},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAWSStores(ctx, t, srv, ns, role)
 	if err := cluster.Client.Create(ctx, findES(ns, "sm-found", "sm", &v1alpha1.ExternalSecretFind{Path: ns + "/app/"})); err != nil {
 		t.Fatal(err)
 	}

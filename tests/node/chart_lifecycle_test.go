@@ -13,7 +13,6 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -287,17 +286,11 @@ func upgrade(ctx context.Context, cfg *action.Configuration) error {
 				return false, nil
 			}
 		}
-		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := cluster.Client.Get(wctx, client.ObjectKey{Name: keyhookConfig}, m); err != nil {
-			return false, err
+		missing, err := caBundleMissing(wctx)
+		if missing != "" {
+			state = missing
 		}
-		for _, h := range m.Webhooks {
-			if len(h.ClientConfig.CABundle) == 0 {
-				state = "no caBundle in " + h.Name
-				return false, nil
-			}
-		}
-		return true, nil
+		return missing == "" && err == nil, err
 	})
 	if err != nil {
 		listing, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "get", "pods", "-o", "wide")

@@ -90,17 +90,11 @@ func waitKeyhookReady(ctx context.Context) error {
 				return false, err
 			}
 		}
-		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := cluster.Client.Get(wctx, client.ObjectKey{Name: keyhookConfig}, m); err != nil {
-			return false, err
+		missing, err := caBundleMissing(wctx)
+		if missing != "" {
+			state = missing
 		}
-		for _, w := range m.Webhooks {
-			if len(w.ClientConfig.CABundle) == 0 {
-				state = "no caBundle in " + w.Name
-				return false, nil
-			}
-		}
-		return true, nil
+		return missing == "" && err == nil, err
 	})
 	if err != nil {
 		pods, _ := kubectl(ctx, nil, "-n", keyhookNamespace, "get", "pods", "-o", "wide")
@@ -143,4 +137,20 @@ func waitDeploymentReady(ctx context.Context, name string) error {
 		return fmt.Errorf("waiting for %s: %w (%s)\n%s", name, err, state, pods)
 	}
 	return nil
+}
+
+// caBundleMissing names the first entry of keyhook's mutating webhook
+// configuration that has no caBundle yet ("no caBundle in <entry>"), ""
+// when every entry has one: until then the API server cannot call keyhook.
+func caBundleMissing(ctx context.Context) (string, error) {
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: keyhookConfig}, m); err != nil {
+		return "", err
+	}
+	for _, w := range m.Webhooks {
+		if len(w.ClientConfig.CABundle) == 0 {
+			return "no caBundle in " + w.Name, nil
+		}
+	}
+	return "", nil
 }
