@@ -151,3 +151,22 @@ and the namespace never sent to the webhook.
 {{- $_ := set $o "metadata" $meta }}
 {{- toYaml $o }}
 {{- end }}
+
+{{/*
+keyhook.env is the env of a keyhook container, given its extraEnv:
+GOMEMLIMIT from the container's memory limit (the Go runtime collects
+harder as its memory nears the limit, rather than being OOM-killed past
+it) unless extraEnv sets it, then extraEnv.
+*/}}
+{{- define "keyhook.env" -}}
+{{- $names := list }}
+{{- range . }}{{ $names = append $names .name }}{{ end }}
+{{- if not (has "GOMEMLIMIT" $names) }}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef: {resource: limits.memory}
+{{- end }}
+{{- with . }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
